@@ -95,6 +95,11 @@ class TrainConfig:
     dynamic_sampling_max_tries: int = 8  # generation rounds per batch before training on what was kept
     rollout_backend: str = "hf"  # hf | hf_mismatch (a perturbed sampler copy: repro/rollout/hf.py)
     rollout_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the backend
+    # RLOO §3 variance claim: every n optimizer steps, tr Cov of a half-batch gradient estimate from a random
+    # split of the generation's groups (repro/trainers/grad_variance.py); 0 = off. Does not change training.
+    grad_variance_every: int = 0
+    # ScaleRL §3.2 (TRL's name): the LM head and its input in float32 while the rest runs in model.dtype.
+    cast_lm_head_to_fp32: bool = False
     gradient_checkpointing: bool = False
     save_steps: int = 50
     num_threads: int | None = None
@@ -181,6 +186,8 @@ TRL_ALIASES: dict[str, tuple[str, str, str]] = {
 # here the flag picks that default mode when no mode is given, and false switches the correction off.
 TRL_CORRECTION_FLAG = "vllm_importance_sampling_correction"
 TRL_DEFAULT_CORRECTION = "sequence_mask"
+# TRL's use_vllm: true picks the vLLM rollout backend (repro/rollout/vllm.py); a tier overlay may swap it.
+TRL_VLLM_FLAG = "use_vllm"
 # TRL fields that have no effect on this trainer; accepted so a pasted config loads, with the reason.
 TRL_IGNORED: dict[str, str] = {
     "bf16": "set model.dtype instead",
@@ -253,6 +260,8 @@ def _apply_trl_aliases(data: dict[str, Any], path: Path) -> dict[str, Any]:
             data["train"]["rollout_correction"] = "none"
         else:
             data["train"].setdefault("rollout_correction", TRL_DEFAULT_CORRECTION)
+    if data["train"].pop(TRL_VLLM_FLAG, False):  # use_vllm: false keeps the configured backend
+        data["train"].setdefault("rollout_backend", "vllm")
     for name in TRL_IGNORED:
         data["train"].pop(name, None)
     return data
@@ -369,6 +378,8 @@ def _check(cfg: RunConfig, where: str) -> None:
     _check_name(where, "train.gfpo_score", t.gfpo_score, RETAIN_SCORES)
     if t.gfpo_retain is not None and not 2 <= t.gfpo_retain <= t.num_generations:
         fail("train.gfpo_retain", f"keeps {t.gfpo_retain} of num_generations={t.num_generations}; need 2 <= k <= G")
+    if t.grad_variance_every and t.generation_batch_size // t.num_generations < 2:
+        fail("train.grad_variance_every", "the split-half gradient variance needs at least 2 prompts per generation")
     if t.scale_rewards not in STD_SCOPES:
         fail("train.scale_rewards", f"{t.scale_rewards!r} is not one of {', '.join(STD_SCOPES)}")
     if t.num_generations < 2:
@@ -395,6 +406,7 @@ def _check(cfg: RunConfig, where: str) -> None:
         ("train.num_iterations", t.num_iterations, 1),
         ("train.max_completion_length", t.max_completion_length, 1),
         ("train.dynamic_sampling_max_tries", t.dynamic_sampling_max_tries, 1),
+        ("train.grad_variance_every", t.grad_variance_every, 0),
         ("eval.k", cfg.eval.k, 1),
         ("eval.n_problems", cfg.eval.n_problems, 1),
     ]:

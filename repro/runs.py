@@ -78,6 +78,10 @@ def train_run(
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
     seed_everything(seed)
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    if cfg.train.cast_lm_head_to_fp32:
+        from repro.models.loading import cast_lm_head_to_fp32
+
+        cast_lm_head_to_fp32(model)  # before the reference / rollout copies, which inherit it
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     prompts = load_prompts(

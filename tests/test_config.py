@@ -201,3 +201,25 @@ def test_rollout_backend_options_are_checked(tmp_path: Path) -> None:
         load_config_file(write(tmp_path, with_train(rollout_backend="hf_mismatch", rollout_options={"noise": 0.1})))
     with pytest.raises(ConfigError, match="Did you mean 'hf_mismatch'"):
         load_config_file(write(tmp_path, with_train(rollout_backend="hf_mismatched")))
+
+
+def test_use_vllm_names_the_vllm_backend_which_says_what_to_use_instead(tmp_path: Path) -> None:
+    from repro.rollout.hf import make_backend
+
+    paper = tmp_path / "paper.yaml"
+    paper.write_text(yaml.safe_dump(with_train(use_vllm=True)), encoding="utf-8")
+    assert load_config_file(paper).train.rollout_backend == "vllm"
+    assert load_config_file(write(tmp_path, with_train(use_vllm=False))).train.rollout_backend == "hf"
+    smoke = {"base": "paper.yaml", "train": {"rollout_backend": "hf_mismatch"}}  # a tier overlay swaps it
+    assert load_config_file(write(tmp_path, smoke, "smoke.yaml")).train.rollout_backend == "hf_mismatch"
+    with pytest.raises(ConfigError, match="rollout_backend: hf"):
+        make_backend("vllm", model=None, tokenizer=None)
+
+
+def test_grad_variance_and_fp32_head_options(tmp_path: Path) -> None:
+    cfg = load_config_file(write(tmp_path, with_train(grad_variance_every=5, cast_lm_head_to_fp32=True)))
+    assert (cfg.train.grad_variance_every, cfg.train.cast_lm_head_to_fp32) == (5, True)
+    with pytest.raises(ConfigError, match="at least 2 prompts per generation"):
+        load_config_file(write(tmp_path, with_train(grad_variance_every=1, per_device_train_batch_size=4)))
+    with pytest.raises(ConfigError, match="grad_variance_every: is -1"):
+        load_config_file(write(tmp_path, with_train(grad_variance_every=-1)))

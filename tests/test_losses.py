@@ -46,12 +46,14 @@ def ctx(ga: int = 1, spg: int = 1, n_items: float = 1.0, max_len: int = 6, procs
 
 
 def test_registries_hold_the_documented_entries() -> None:
-    assert ADVANTAGES.names() == ["group", "leave_one_out"]
+    assert ADVANTAGES.names() == ["group", "leave_one_out", "reward"]
     assert RATIO_LEVELS.names() == ["sequence", "sequence_sum", "sequence_token", "token"]
     assert SURROGATES.names() == ["cispo", "ppo_clip"]
     assert AGGREGATORS.names() == ["batch_token_mean", "constant_length", "global_token_mean", "sequence_mean"]
     assert KL_ESTIMATORS.names() == ["k1", "k3"]
-    assert PRESETS.names() == ["bnpo", "cispo", "dapo", "dr_grpo", "grpo", "gspo", "rloo"]
+    assert PRESETS.names() == [
+        "bnpo", "cispo", "dapo", "dr_grpo", "grpo", "gspo", "gspo_token", "reinforce", "rloo"
+    ]  # fmt: skip
     from repro.losses.rollout_correction import ROLLOUT_CORRECTIONS
 
     assert ROLLOUT_CORRECTIONS.names() == ["none", "sequence_mask", "sequence_truncate", "token_mask", "token_truncate"]
@@ -133,6 +135,17 @@ def test_advantage_input_errors(name: str) -> None:
         fn(REWARDS, 4, "groups")
 
 
+def test_reward_advantage_is_the_raw_reward() -> None:
+    # vanilla REINFORCE: no baseline, Â_i = r_i; an unscorable (NaN) reward contributes nothing
+    assert_values(ADVANTAGES.get("reward")(REWARDS, 4, "none"), REWARDS.tolist())
+    r = torch.tensor([2.0, float("nan"), -1.0, 0.5])
+    assert_values(ADVANTAGES.get("reward")(r, 2, "none"), [2.0, 0.0, -1.0, 0.5])
+    with pytest.raises(ValueError, match="scale_rewards: none"):
+        ADVANTAGES.get("reward")(REWARDS, 4, "group")
+    with pytest.raises(ValueError, match="divisible by G=3"):
+        ADVANTAGES.get("reward")(REWARDS, 3, "none")
+
+
 def test_leave_one_out_needs_two_completions() -> None:
     with pytest.raises(ValueError, match="G ≥ 2"):
         ADVANTAGES.get("leave_one_out")(REWARDS, 1, "none")
@@ -179,6 +192,26 @@ def test_sequence_token_gradient_is_s_per_token() -> None:
     s0, s1 = math.exp(LOG_S[0]), math.exp(LOG_S[1])
     # ∂ w_t / ∂ ℓ_t = s_i on every token (even the padded one: masking happens in the aggregation)
     assert_values(logp.grad, [[s0, s0, s0], [s1, s1, s1]])
+
+
+@pytest.mark.parametrize("old_shift", [0.0, 0.05, 0.4])  # on-policy, inside the clip band, clipped
+def test_gspo_token_equals_gspo_when_each_sequence_has_one_advantage(old_shift: float) -> None:
+    """GSPO §4.3: with Â_{i,t} = Â_i the GSPO-token objective, its clipping and its gradient equal GSPO's."""
+    adv = torch.tensor([1.0, -0.5])
+    old = OLD - old_shift * torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]])
+    results = []
+    for preset in ("gspo", "gspo_token"):
+        logp = LOGP.clone().requires_grad_(True)
+        spec = PolicyLossSpec(PRESETS.get(preset), 3e-4, 4e-4)
+        out = policy_loss(spec, logp, MASK, adv, ctx(), old_logp=old)
+        out.loss.backward()
+        results.append((out.loss.item(), logp.grad.clone()))
+    (loss_seq, grad_seq), (loss_tok, grad_tok) = results
+    assert loss_tok == pytest.approx(loss_seq, abs=1e-7)
+    torch.testing.assert_close(grad_tok, grad_seq, rtol=1e-6, atol=1e-7)
+    if old_shift == 0.4:  # log s = [0.2, 0.3]: both far above 1 + 4e-4
+        assert grad_seq[0].abs().max() == 0.0  # Â > 0: the clipped branch wins, no gradient
+        assert grad_seq[1, :2].abs().min() > 0.0  # Â < 0: PPO's pessimistic min keeps the unclipped term
 
 
 def test_sequence_gradient_is_shared_over_the_mask() -> None:
@@ -369,6 +402,9 @@ DOCUMENTED_PRESETS = {
     "dapo": ("group", "group", "token", "ppo_clip", "global_token_mean", "k3"),
     "cispo": ("group", "group", "token", "cispo", "global_token_mean", "k3"),
     "gspo": ("group", "group", "sequence", "ppo_clip", "sequence_mean", "k3"),
+    "gspo_token": ("group", "group", "sequence_token", "ppo_clip", "sequence_mean", "k3"),
+    "rloo": ("leave_one_out", "none", "sequence_sum", "ppo_clip", "sequence_mean", "k1"),
+    "reinforce": ("reward", "none", "sequence_sum", "ppo_clip", "sequence_mean", "k1"),
 }
 
 
@@ -407,7 +443,7 @@ def test_unknown_preset_suggests_a_close_match() -> None:
         expand_preset("dapoo", {})
     message = str(err.value)
     assert "Did you mean 'dapo'" in message
-    assert "Valid names: bnpo, cispo, dapo, dr_grpo, grpo, gspo" in message
+    assert "Valid names: bnpo, cispo, dapo, dr_grpo, grpo, gspo, gspo_token, reinforce, rloo" in message
     with pytest.raises(RegistryError, match="Did you mean 'sequence_mean'"):
         AGGREGATORS.get("sequence_means")
 

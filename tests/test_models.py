@@ -119,3 +119,34 @@ def test_missing_hub_model_offline_says_how_to_fix(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match=r"not available offline.*local directory"):
         load_policy("repro-test/definitely-not-cached-model")
+
+
+def test_cast_lm_head_to_fp32_computes_logits_in_float32() -> None:
+    from transformers import LlamaConfig
+
+    from repro.models.loading import cast_lm_head_to_fp32
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, tie_word_embeddings=False)  # fmt: skip
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    ids = torch.tensor([[1, 5, 7, 9]])
+    hidden = model.model(input_ids=ids).last_hidden_state  # [1, 4, 16] bf16
+    assert cast_lm_head_to_fp32(model) is True
+    assert model.lm_head.weight.dtype == torch.float32 and model.model.embed_tokens.weight.dtype == torch.bfloat16
+    logits = model(input_ids=ids).logits  # [1, 4, 40]
+    assert logits.dtype == torch.float32
+    expected = hidden.float() @ model.lm_head.weight.T  # the bf16 trunk's output, projected in fp32
+    torch.testing.assert_close(logits, expected, rtol=1e-6, atol=1e-6)
+    bf16_logits = (hidden @ model.lm_head.weight.to(torch.bfloat16).T).float()
+    assert not torch.equal(logits, bf16_logits)  # the bf16 head would round differently
+
+
+def test_cast_lm_head_to_fp32_on_float32_or_tied_models() -> None:
+    from repro.models.loading import cast_lm_head_to_fp32
+
+    tied = build_tiny_model(build_char_tokenizer(), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                            num_attention_heads=2)  # fmt: skip
+    assert cast_lm_head_to_fp32(tied) is False  # float32 already: nothing to cast
+    with pytest.raises(ConfigError, match="not tied"):
+        cast_lm_head_to_fp32(tied.to(torch.bfloat16))

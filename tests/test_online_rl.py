@@ -249,6 +249,9 @@ def test_gfpo_trains_on_each_groups_shortest_k(tiny_dir: Path, tmp_path: Path) -
     n_groups = trainer.t.generation_batch_size // 4
     assert metrics["num_groups"] == n_groups and gfpo.rewards.numel() == 2 * n_groups  # groups of 4 -> of 2
     assert metrics["response_length"] <= metrics["response_length_sampled"]
+    # the sampled length is the plain run's length: the policy's own, comparable with GRPO's
+    assert gfpo.metrics["response_length_sampled"] == plain.metrics["response_length_sampled"]
+    assert plain.metrics["response_length_sampled"] == pytest.approx(plain.batch.completion_lengths.float().mean())
 
 
 def test_mismatched_sampler_differs_from_the_trainer_by_its_precision(tiny_dir: Path) -> None:
@@ -309,3 +312,74 @@ def test_rloo_kl_in_reward_is_the_only_signal_when_rewards_are_flat(tiny_dir: Pa
     no_ref = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), tmp_path / "no_ref", seed=0)
     with pytest.raises(ValueError, match="needs a reference model"):  # never a silently dropped penalty
         no_ref.train(progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Split-half gradient variance (RLOO's variance claim)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_split_halves_are_disjoint_whole_groups() -> None:
+    from repro.trainers.grad_variance import split_halves
+
+    a, b = split_halves(5, torch.Generator().manual_seed(0))
+    assert len(a) == len(b) == 2 and not set(a.tolist()) & set(b.tolist())  # the odd group is left out
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        split_halves(1, torch.Generator())
+
+
+def test_split_half_variance_by_hand() -> None:
+    """Loss over rows = Σ_rows x_r·w, so a half's gradient is Σ x_r over its rows, in closed form."""
+    from repro.trainers.grad_variance import split_half_variance, split_halves
+
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0], [-1.0, 1.0]])  # 4 rows = 2 groups of G=2
+    w = torch.nn.Linear(2, 1, bias=False)
+    out = split_half_variance(w, 2, 2, lambda rows: w(x[rows]).sum(), torch.Generator().manual_seed(3))
+    first, _ = split_halves(2, torch.Generator().manual_seed(3))
+    g = {0: torch.tensor([1.0, 2.0]), 1: torch.tensor([2.0, 2.0])}  # Σ x over group 0 rows / group 1 rows
+    g_a, g_b = g[int(first[0])], g[1 - int(first[0])]
+    assert out["grad_var"] == pytest.approx(float((g_a - g_b).pow(2).sum()) / 2)  # (1² + 0²)/2 = 0.5
+    assert out["grad_var"] == pytest.approx(0.5)
+    assert out["grad_mean_sq_norm"] == pytest.approx(1.5**2 + 2.0**2)
+    assert w.weight.grad is None  # left empty for the training step
+
+
+def rloo_cfg(preset: str, **train):
+    from repro.config import resolve
+    from repro.schema import to_dict
+
+    axes = dict.fromkeys(["advantage_estimator", "scale_rewards", "importance_sampling_level", "aggregation",
+                          "kl_estimator"])  # fmt: skip
+    batch = dict(per_device_train_batch_size=8, num_generations=2, steps_per_generation=1)
+    cfg = smoke_cfg("naive_grpo", loss_type=preset, **axes, **{**batch, **train}, save_steps=0)
+    return resolve(to_dict(cfg), "test")
+
+
+@pytest.mark.parametrize("preset, zero", [("rloo", True), ("reinforce", False)])
+def test_all_correct_groups_give_rloo_zero_gradient_variance(
+    tiny_dir: Path, tmp_path: Path, preset: str, zero: bool
+) -> None:
+    """Every completion right: RLOO's baseline cancels the reward exactly (no gradient, no variance),
+    vanilla REINFORCE still pushes every sample up, and its two halves disagree."""
+    model, tok = load_policy(str(tiny_dir))
+    cfg = rloo_cfg(preset, max_steps=1, grad_variance_every=1)
+    problems = [dataclasses.replace(p, answer="7") for p in TASKS.get("addition").make(8, seed=0)]
+    rollout = ScriptedRollout(tok, [["7"] * 8])  # 4 prompts × G=2, every answer right
+    row = OnlineRLTrainer(cfg, model, tok, problems, rollout, tmp_path, seed=0).train(progress=False)[0]
+    assert row["reward_std"] == 0.0
+    assert (row["grad_var"] == 0.0) is zero and (row["grad_norm"] == 0.0) is zero
+
+
+def test_gradient_variance_measurement_leaves_training_unchanged(tiny_dir: Path, tmp_path: Path) -> None:
+    rows = {}
+    for every in (0, 1):
+        torch.manual_seed(0)
+        model, tok = load_policy(str(tiny_dir))
+        # REINFORCE: the untrained model's rewards are all −1, which RLOO's baseline would cancel to 0
+        cfg = rloo_cfg("reinforce", max_steps=2, grad_variance_every=every)
+        problems = TASKS.get("addition").make(32, seed=0)
+        trainer = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), tmp_path / str(every), seed=0)
+        rows[every] = trainer.train(progress=False)
+    keys = ["reward_mean", "loss", "grad_norm", "entropy"]
+    assert [r[k] for r in rows[1] for k in keys] == [r[k] for r in rows[0] for k in keys]
+    assert all(r["grad_var"] > 0 for r in rows[1]) and "grad_var" not in rows[0][0]

@@ -75,6 +75,19 @@ def leave_one_out(rewards: torch.Tensor, G: int, std_scope: str = "none") -> tor
     return adv  # [N]
 
 
+@ADVANTAGES.register("reward")
+def raw_reward(rewards: torch.Tensor, G: int, std_scope: str = "none") -> torch.Tensor:
+    """Vanilla REINFORCE (Williams 1992; RLOO paper arXiv 2402.14740 §3.1 "Vanilla PG"): Â_i = r_i, no baseline.
+
+    The control for RLOO's variance claim: the same samples, the same loss, no baseline. Only
+    std_scope "none" is meaningful here (a z-score would add a baseline).
+    """
+    if std_scope != "none":
+        raise ValueError(f"advantage estimator `reward` takes no std scaling (scale_rewards: none), got {std_scope!r}")
+    _grouped(rewards, G)  # shape check only
+    return torch.nan_to_num(rewards.clone(), nan=0.0)  # [N]
+
+
 def zero_std_groups(rewards: torch.Tensor, G: int) -> torch.Tensor:
     """Bool per group: all G rewards equal, so every advantage in it is 0 (no learning signal)."""
     r = _grouped(rewards, G)  # [N/G, G]

@@ -47,6 +47,8 @@ PRESETS.add("dapo", LossAxes(**{**_GRPO, "aggregation": "global_token_mean"}))
 PRESETS.add("cispo", LossAxes(**{**_GRPO, "surrogate": "cispo", "aggregation": "global_token_mean"}))
 # GSPO, arXiv 2507.18071: sequence-level geometric-mean ratio, per-sequence mean (TRL: grpo + sequence level).
 PRESETS.add("gspo", LossAxes(**{**_GRPO, "importance_sampling_level": "sequence"}))
+# GSPO-token, arXiv 2507.18071 §4.3 Eq. 13: the sequence ratio's value with per-token gradients (token advantages).
+PRESETS.add("gspo_token", LossAxes(**{**_GRPO, "importance_sampling_level": "sequence_token"}))
 
 # RLOO (Ahmadian et al. 2024, arXiv 2402.14740; TRL 1.16 RLOOTrainer): leave-one-out baseline, no std, a
 # sequence-level PPO clip on the full product ratio, mean over sequences. Its KL is a reward penalty
@@ -63,6 +65,10 @@ PRESETS.add(
         }
     ),  # fmt: skip
 )
+
+
+# Vanilla REINFORCE (RLOO paper §3.1, "Vanilla PG"): RLOO's loss with no baseline; the variance control.
+PRESETS.add("reinforce", LossAxes(**{**PRESETS.get("rloo").__dict__, "advantage_estimator": "reward"}))
 
 
 def expand_preset(loss_type: str, explicit: dict[str, str | None]) -> LossAxes:

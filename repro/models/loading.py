@@ -49,3 +49,26 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model, tokenizer
+
+
+def cast_lm_head_to_fp32(model: torch.nn.Module) -> bool:
+    """ScaleRL (arXiv 2510.13786 §3.2, "FP32 precision at the LM head"; TRL's cast_lm_head_to_fp32).
+
+    The output projection's weights become float32 and its input is upcast, so logits and log-probs are
+    computed in float32 while the rest of the network runs in model.dtype. Returns whether anything was
+    cast (a float32 model already computes its logits in float32). A head tied to the input embeddings
+    cannot be cast alone: that is an error, as in TRL.
+    """
+    head = model.get_output_embeddings()
+    if head is None:
+        raise ConfigError("train.cast_lm_head_to_fp32: the model has no output embedding (LM head) to cast")
+    if head.weight.dtype == torch.float32:
+        return False
+    if getattr(model.config, "tie_word_embeddings", False):
+        raise ConfigError(
+            "train.cast_lm_head_to_fp32 needs an LM head not tied to the input embeddings "
+            "(config.tie_word_embeddings is true); use a model with an untied head or load it in float32"
+        )
+    head.float()
+    head.register_forward_pre_hook(lambda _module, args: tuple(a.float() if torch.is_tensor(a) else a for a in args))
+    return True

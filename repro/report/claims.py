@@ -262,6 +262,27 @@ def mean_last(values: Sequence[float], frac: float) -> float:
     return float(np.mean(values[-n:]))
 
 
+@REDUCERS.register("growth")
+def growth(values: Sequence[float], frac: float) -> float:
+    """Mean over the last `frac` of the steps minus the mean over the first `frac` (e.g. length drift)."""
+    n = max(1, math.ceil(frac * len(values)))
+    return float(np.mean(values[-n:]) - np.mean(values[:n]))
+
+
+@REDUCERS.register("sigmoid_asymptote")
+def sigmoid_asymptote(values: Sequence[float], frac: float) -> float:
+    """ScaleRL's fitted asymptote A of R(C) with C = optimizer steps (repro/report/scaling_fit.py).
+
+    The first `frac` of the steps is the warm-up the paper leaves out of the fit; R₀ is its mean
+    (one noisy first step would otherwise pin the curve's start).
+    """
+    from repro.report.scaling_fit import fit_sigmoid
+
+    n = max(1, math.ceil(frac * len(values)))
+    steps = np.arange(1, len(values) + 1, dtype=float)  # [n_steps]
+    return fit_sigmoid(steps, np.asarray(values, dtype=float), R0=float(np.mean(values[:n])), fit_from=float(n)).A
+
+
 REDUCERS.add("last", lambda values, frac: float(values[-1]))
 REDUCERS.add("max", lambda values, frac: float(np.max(values)))
 REDUCERS.add("min", lambda values, frac: float(np.min(values)))

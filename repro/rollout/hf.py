@@ -120,3 +120,7 @@ def backend_options(name: str) -> list[str]:
 
 def make_backend(name: str, model: torch.nn.Module, tokenizer, **options: Any) -> RolloutBackend:
     return BACKENDS.get(name)(model, tokenizer, **options)
+
+
+# Backends that live in their own modules register on import (after BACKENDS exists).
+from repro.rollout import vllm as _vllm  # noqa: E402, F401

@@ -30,6 +30,7 @@ from repro.rewards.functions import REWARDS
 from repro.rewards.grader import extract_answer, grade
 from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
+from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
 from repro.trainers.logprobs import completion_logprobs
 
@@ -177,10 +178,12 @@ class OnlineRLTrainer:
             "kept_group_frac": kept_groups / sampled_groups,
             "underfilled": float(kept_groups < n_groups),
         }
+        lengths = merged.batch.completion_lengths  # [N]
+        # The policy's own length (GFPO's claim compares it with GRPO's): before GFPO keeps the short ones.
+        merged.metrics["response_length_sampled"] = float(lengths.float().mean())
         if t.gfpo_retain:  # GFPO: each group keeps its own k best rows by the named score
-            lengths = merged.batch.completion_lengths  # [N]
             score = RETAIN_SCORES.get(t.gfpo_score)(merged.rewards, lengths)  # [N]
-            metrics = {**merged.metrics, "response_length_sampled": float(lengths.float().mean())}
+            metrics = merged.metrics
             merged = self._select(merged, retain_top_k(score, G, t.gfpo_retain))
             merged.metrics = metrics
         return merged
@@ -255,6 +258,8 @@ class OnlineRLTrainer:
             lo, hi = t.rollout_correction_clip_min, t.rollout_correction_clip_max
             rho = correct(old_logp, b.sampler_logprobs, b.completion_mask, lo, hi)  # [N, T] or [N, 1]
             gen_metrics.update(_ratio_stats(rho, b.completion_mask))
+        if t.grad_variance_every and self.step % t.grad_variance_every == 0:  # RLOO's variance claim
+            gen_metrics.update(self._grad_variance(b, mask, advantages, old_logp, ref_logp, rho))
         N = advantages.numel()
         order = torch.randperm(N)  # shuffle rows so micro-batches mix groups (as TRL does)
         chunks = [c for c in torch.tensor_split(order, t.spg) if len(c)]
@@ -297,6 +302,35 @@ class OnlineRLTrainer:
                     window = []
                     if self.step >= t.max_steps:
                         return
+
+    def _grad_variance(
+        self,
+        b: RolloutBatch,
+        mask: torch.Tensor,  # [N, T]
+        advantages: torch.Tensor,  # [N]
+        old_logp: torch.Tensor | None,
+        ref_logp: torch.Tensor | None,
+        rho: torch.Tensor | None,
+    ) -> dict[str, float]:
+        """Split-half gradient variance at the pre-update weights; each half is normalised as its own batch."""
+        t = self.t
+
+        def half_loss(rows: torch.Tensor) -> torch.Tensor:
+            logp, _ = completion_logprobs(
+                self.model, b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows],
+                t.temperature,
+            )  # fmt: skip
+            m = mask[rows]
+            ctx = AggregationContext(1, 1, float(m.sum()), t.max_completion_length)
+            pick = lambda x: None if x is None else x[rows]  # noqa: E731
+            return policy_loss(
+                self.loss_spec, logp, m, advantages[rows], ctx, old_logp=pick(old_logp), ref_logp=pick(ref_logp),
+                rollout_weight=pick(rho),
+            ).loss  # fmt: skip
+
+        G = t.update_group_size
+        split = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)  # own RNG: training is unchanged
+        return split_half_variance(self.model, advantages.numel() // G, G, half_loss, split)
 
     def _optimizer_step(self, window: list[dict[str, float]], gen_metrics: dict[str, float], pbar: tqdm) -> None:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
