@@ -33,6 +33,7 @@ SIZES = {
     "aime24": 30,
     "aime25": 30,
     "amc23": 40,
+    "amc83": 83,
     "math500": 500,
     "minerva_math": 272,
     "olympiadbench": 675,
@@ -51,7 +52,7 @@ def tok() -> Any:
 # --- definitions and data ------------------------------------------------------------------------
 
 
-def test_seven_versioned_benchmarks_load_from_the_local_copy() -> None:
+def test_versioned_benchmarks_load_from_the_local_copy() -> None:
     assert set(benchmarks()) == set(SIZES)
     for name, size in SIZES.items():
         bench = get_benchmark(name)
@@ -59,6 +60,8 @@ def test_seven_versioned_benchmarks_load_from_the_local_copy() -> None:
         assert bench.version >= 1 and len(items) == size
         assert len({i.id for i in items}) == size and all(i.answer and i.problem for i in items)
         assert load_items(bench, MATH_DIR, limit=7) == items[:7]
+    amc83, amc23 = load_items(get_benchmark("amc83"), MATH_DIR), load_items(get_benchmark("amc23"), MATH_DIR)
+    assert [i.answer for i in amc83[-40:]] == [i.answer for i in amc23]  # Dr. GRPO's AMC ends with AMC 2023
     aime = load_items(get_benchmark("aime24"), MATH_DIR)
     assert aime[0].answer == "204" and aime[1].answer == "113"  # AIME 2024 I problems 1 and 2
     changed = [dataclasses.replace(aime[0], answer="205"), *aime[1:]]
@@ -256,6 +259,16 @@ def test_real_checkpoint_lm_eval_and_our_evaluator_agree(tmp_path: Path, tok: An
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     problems = held_out("addition", n=200)
+    # 300 steps sit on the steep part of the learning curve, where greedy accuracy is 0–5 % depending on the
+    # CPU's rounding. So that both graders see right and wrong answers whatever the machine, the second half
+    # of the gold answers is replaced by what the model answers (where it gives an answer at all).
+    from repro.rewards.grader import extract_answer
+
+    first = evaluate_policy(model, tok, problems, template="raw", answer_style="plain", k=1, max_new_tokens=6)
+    own = [extract_answer(it["greedy"], "plain") for it in first["items"]]
+    problems = [
+        dataclasses.replace(p, answer=a) if i >= 100 and a else p for i, (p, a) in enumerate(zip(problems, own))
+    ]
     rows = [{"id": f"add-{i}", "problem": p.prompt, "answer": p.answer} for i, p in enumerate(problems)]
     (tmp_path / "addition.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     bench = Benchmark(
@@ -272,7 +285,7 @@ def test_real_checkpoint_lm_eval_and_our_evaluator_agree(tmp_path: Path, tok: An
     assert [r["responses"][0] for r in result["items"]] == [it["greedy"] for it in ours["items"]]
     assert [r["correct"][0] for r in result["items"]] == [it["greedy_correct"] for it in ours["items"]]
     assert result["value"] == pytest.approx(ours["greedy_accuracy"])
-    assert 0.0 < result["value"] < 1.0  # measured 0.02-0.05 after 300 steps: some right, most wrong
+    assert 0.0 < result["value"] < 1.0  # right and wrong items on both sides
     assert result["backend"] == "hf" and result["truncation_rate"] <= 1.0
 
 

@@ -77,6 +77,16 @@ SAMPLED = {"file": "eval", "name": "sampled_accuracy"}
 TARGETS = {
     "paper": "dapo",
     "targets": [target("aime24_dapo", "dapo", 50.0), target("aime24_grpo", "naive_grpo", 30.0)],
+    "references": [
+        {
+            "id": "winrate",
+            "model": "Pythia-6.9B",
+            "metric": "GPT-4 win rate | TL;DR",
+            "value": 77.9,
+            "source": {"arxiv": "2402.14740v1", "table": "Table 1"},
+            "why_not_run": "needs a GPT-4 judge",
+        }
+    ],  # fmt: skip
     "claims": [
         claim("clip_higher_entropy", "clip_higher", "overlong_filtering", ENTROPY, direction="greater", test="welch_t"),
         claim(
@@ -325,6 +335,11 @@ def test_render_report(smoke: tuple[Path, Path], smoke_compare: dict[str, Any], 
     assert "statement of clip_higher_entropy" in text
     assert "| `optim.lr` | 1e-06 | 1e-05 | ×10 of paper |" in text
     assert "missing config.resolved.yaml" in text
+    assert "### Published numbers not run here" in text
+    assert (
+        "| winrate | Pythia-6.9B | GPT-4 win rate \\| TL;DR | 77.9 | — | Table 1, arXiv 2402.14740v1 | needs a GPT-4 judge |"
+        in text
+    )
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert "figures/ablation.png" in images and "figures/curves_entropy.png" in images
     assert len(images) == 7  # 6 curve figures + ablation

@@ -116,6 +116,19 @@ def test_valid_targets_load(tmp_path: Path) -> None:
     assert entropy.params().direction == "greater" and entropy.metric.describe().startswith("entropy")
     assert zero_std.threshold == ("==", 0.0) and zero_std.control is None
     assert base.control == BASE_MODEL and base.min_seeds == 3 and base.alpha == 0.05
+    assert loaded.references == ()  # optional
+
+
+def test_references_load_and_are_checked(tmp_path: Path) -> None:
+    ref = {"id": "a_fit", "model": "8B dense", "metric": "fitted asymptote A", "value": 0.61,
+           "source": {"arxiv": "2510.13786v1", "figure": "Fig. 5b"}, "why_not_run": "Polaris held-out split"}  # fmt: skip
+    loaded = load_targets(write(tmp_path, "targets.yaml", {**TARGETS, "references": [ref]}), VARIANTS)
+    (got,) = loaded.references
+    assert (got.value, got.baseline, got.source.describe()) == ("0.61", "", "Fig. 5b, arXiv 2510.13786v1")
+    message = targets_error(tmp_path, {**TARGETS, "references": [{**ref, "why": "x"}]})
+    assert "references[0]" in message and "why" in message
+    message = targets_error(tmp_path, {**TARGETS, "references": [ref, ref]})
+    assert "a_fit" in message
 
 
 def test_typo_key_names_path_and_suggests_fix(tmp_path: Path) -> None:

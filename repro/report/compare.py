@@ -7,6 +7,7 @@ is reported in "runs" and "warnings", never a crash) and produces targets (grade
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -387,6 +388,9 @@ def compare(
         "tier": tier,
         "targets": [target_row(t, runs[t.variant], tier) for t in targets.targets],
         "claims": [claim_row(c, runs) for c in targets.claims],
+        "references": [
+            {**dataclasses.asdict(r), "source": r.source.describe()} for r in targets.references
+        ],  # fmt: skip
         "ablation": ablation_rows(meta.ablation, runs) if meta.ablation else [],
         "ablation_meta": _ablation_meta(meta.ablation),
         "settings": settings_rows(meta, runs),

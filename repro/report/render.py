@@ -122,7 +122,7 @@ def settings_section(result: dict[str, Any]) -> str:
 def targets_section(result: dict[str, Any]) -> str:
     targets = result.get("targets") or []
     if not targets:
-        return "## Published targets\n\nNone: the paper publishes no absolute number we can target."
+        return "## Published targets\n\nNone on our benchmark suites.\n\n" + references_section(result)
     rows = [
         [
             t["id"],
@@ -149,7 +149,24 @@ def targets_section(result: dict[str, Any]) -> str:
         + (f"; {t['note']}" if t.get("note") else "")
         for t in targets
     ]
-    return "## Published targets\n\n" + table + "\n\n" + "\n".join(notes) + "\n\n" + protocol_section(targets)
+    return (
+        "## Published targets\n\n" + table + "\n\n" + "\n".join(notes) + "\n\n" + protocol_section(targets)
+        + "\n\n" + references_section(result)
+    )  # fmt: skip
+
+
+def references_section(result: dict[str, Any]) -> str:
+    """Published numbers that no run here can be compared with, and why (targets.yaml `references`)."""
+    refs = result.get("references") or []
+    if not refs:
+        return ""
+    rows = [
+        [r["id"], r["model"], r["metric"], r["value"], r.get("baseline") or "—", r["source"], r["why_not_run"]]
+        for r in refs
+    ]
+    return "### Published numbers not run here\n\n" + md_table(
+        ["Reference", "Model", "Metric", "Published", "Baseline", "Source", "Why not run"], rows
+    )
 
 
 def protocol_section(targets: Sequence[dict[str, Any]]) -> str:

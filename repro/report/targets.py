@@ -208,6 +208,8 @@ class ClaimMetric:
             "max": "max over steps",
             "min": "min over steps",
             "mean": "mean over steps",
+            "growth": f"mean of the last {self.frac:.0%} of steps − mean of the first {self.frac:.0%}",
+            "sigmoid_asymptote": f"fitted sigmoid asymptote A over steps, first {self.frac:.0%} as warm-up",
         }.get(self.reduce or "", self.reduce or "")
         return f"{self.name} ({how})"
 
@@ -234,11 +236,25 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A published number the harness does not run (another benchmark, a judge, a fitted quantity)."""
+
+    id: str
+    model: str
+    metric: str
+    value: str  # as published: "0.61", "46–71 %", "77.9"
+    source: SourceRef
+    why_not_run: str
+    baseline: str = ""
+
+
+@dataclass(frozen=True)
 class Targets:
     paper: str
     targets: tuple[Target, ...]
     claims: tuple[Claim, ...]
     path: Path
+    references: tuple[Reference, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -350,7 +366,21 @@ CLAIM_SPEC = {
     "min_seeds": FieldSpec((int,), required=False, default=3),
     "threshold": FieldSpec((dict,), required=False),
 }
-TARGETS_FILE_SPEC = {"paper": FieldSpec((str,)), "targets": FieldSpec((list,)), "claims": FieldSpec((list,))}
+REFERENCE_SPEC = {
+    "id": FieldSpec((str,)),
+    "model": FieldSpec((str,)),
+    "metric": FieldSpec((str,)),
+    "value": FieldSpec((str, int, float)),
+    "source": FieldSpec((dict,)),
+    "why_not_run": FieldSpec((str,)),
+    "baseline": FieldSpec((str,), required=False, default=""),
+}
+TARGETS_FILE_SPEC = {
+    "paper": FieldSpec((str,)),
+    "targets": FieldSpec((list,)),
+    "claims": FieldSpec((list,)),
+    "references": FieldSpec((list,), required=False, default=[]),
+}
 ABLATION_ROW_SPEC = {
     "variant": FieldSpec((str,)),
     "label": FieldSpec((str,)),
@@ -395,9 +425,11 @@ def load_targets(path: str | os.PathLike[str], variants: list[str] | tuple[str, 
         _target(item, where.key("targets").index(i), list(variants)) for i, item in enumerate(top["targets"])
     )
     claims = tuple(_claim(item, where.key("claims").index(i), list(variants)) for i, item in enumerate(top["claims"]))
+    references = tuple(_reference(item, where.key("references").index(i)) for i, item in enumerate(top["references"]))
     _unique_ids([t.id for t in targets], where.key("targets"))
     _unique_ids([c.id for c in claims], where.key("claims"))
-    return Targets(top["paper"], targets, claims, path)
+    _unique_ids([r.id for r in references], where.key("references"))
+    return Targets(top["paper"], targets, claims, path, references)
 
 
 def load_paper_meta(paper_dir: str | os.PathLike[str]) -> PaperMeta:
@@ -469,6 +501,11 @@ def _target(raw: Any, where: Where, variants: list[str]) -> Target:
         baseline=baseline,
         higher_is_better=f["higher_is_better"],
     )
+
+
+def _reference(raw: Any, where: Where) -> Reference:
+    f = check_fields(raw, REFERENCE_SPEC, where)
+    return Reference(**{**f, "value": str(f["value"]), "source": _source(f["source"], where.key("source"))})
 
 
 def _source(raw: Any, where: Where) -> SourceRef:
