@@ -393,11 +393,11 @@ def _check(cfg: RunConfig, where: str) -> None:
             f"{t.per_device_train_batch_size} × {t.spg} = {t.generation_batch_size}) must be divisible by "
             f"num_generations={t.num_generations}; make per_device_train_batch_size a multiple of it",
         )
-    if t.spg % t.gradient_accumulation_steps:
+    if t.spg % t.gradient_accumulation_steps and t.gradient_accumulation_steps % t.spg:
         fail(
             "train.steps_per_generation",
-            f"{t.spg} must be a multiple of gradient_accumulation_steps={t.gradient_accumulation_steps}, "
-            "so every optimizer step uses micro-batches of one generation",
+            f"{t.spg} and gradient_accumulation_steps={t.gradient_accumulation_steps} must divide one another, "
+            "so an optimizer step covers whole windows of one generation or whole generations",
         )
     for key, value, low in [
         ("train.max_steps", t.max_steps, 1),

@@ -383,3 +383,34 @@ def test_gradient_variance_measurement_leaves_training_unchanged(tiny_dir: Path,
     keys = ["reward_mean", "loss", "grad_norm", "entropy"]
     assert [r[k] for r in rows[1] for k in keys] == [r[k] for r in rows[0] for k in keys]
     assert all(r["grad_var"] > 0 for r in rows[1]) and "grad_var" not in rows[0][0]
+
+
+def test_accumulation_across_generations_equals_one_big_generation(tiny_dir: Path, tmp_path: Path) -> None:
+    """Lite PPO's seed has spg 8 < GA 32: one optimizer step spans GA/spg generations. With the per-sequence
+    mean, two generations of 2 groups accumulated (GA 2, spg 1) give the gradient of one generation of 4."""
+    texts = ["7", "3", "77", "7", "12", "7", "7", "8"]  # 4 prompts × G=2
+    rows = {}
+    for name, (batch, ga, script) in {"two": (4, 2, [texts[:4], texts[4:]]), "one": (8, 1, [texts])}.items():
+        model, tok = load_policy(str(tiny_dir))
+        cfg = smoke_cfg("naive_grpo", per_device_train_batch_size=batch, num_generations=2, steps_per_generation=1,
+                        gradient_accumulation_steps=ga, max_steps=1, save_steps=0)  # fmt: skip
+        problems = [dataclasses.replace(p, answer="7") for p in TASKS.get("addition").make(8, seed=0)]
+        rollout = ScriptedRollout(tok, script)
+        rows[name] = OnlineRLTrainer(cfg, model, tok, problems, rollout, tmp_path / name, seed=0).train(progress=False)
+        assert rollout.calls == len(script)  # GA/spg generations for the one step
+    (two,), (one,) = rows["two"], rows["one"]
+    assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-5, abs=1e-7)
+
+
+def test_lite_ppo_seed_batch_arithmetic_is_accepted() -> None:
+    from repro.config import resolve
+    from repro.schema import ConfigError, to_dict
+
+    cfg = smoke_cfg("naive_grpo", per_device_train_batch_size=4, num_generations=4, steps_per_generation=8,
+                    gradient_accumulation_steps=32)  # fmt: skip
+    assert resolve(to_dict(cfg), "test").train.gradient_accumulation_steps == 32
+    bad = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps_per_generation=3,
+                                                             gradient_accumulation_steps=2))  # fmt: skip
+    with pytest.raises(ConfigError, match="must divide one another"):
+        resolve(to_dict(bad), "test")

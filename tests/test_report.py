@@ -395,3 +395,39 @@ def test_moving_average_is_a_trailing_mean() -> None:
     out = moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2)
     assert out.tolist() == [1.0, 2.0, 4.0, 6.0]
     assert moving_average(np.array([1.0, 3.0]), 1).tolist() == [1.0, 3.0]
+
+
+def test_scaling_fit_section_recovers_each_runs_asymptote(tmp_path: Path) -> None:
+    """Runs whose accuracy follows a known sigmoid: compare.json holds each seed's fitted A, the report
+    draws the fits, and a curve too short to fit is reported as such rather than crashing the report."""
+    import numpy as np
+
+    from repro.report.scaling_fit import sigmoid_curve
+
+    paper_dir = make_paper(tmp_path)
+    spec = {"metric": "accuracy", "source": "ScaleRL §2 Eq. 1", "warmup_frac": 0.05}
+    (paper_dir / "paper.yaml").write_text(yaml.safe_dump({**PAPER, "scaling_fit": spec}), encoding="utf-8")
+    tier_dir = tmp_path / "results" / "dapo" / "smoke"
+    asymptotes = {"dapo": [0.6, 0.62, 0.64], "clip_higher": [0.5, 0.5, 0.5]}
+    for variant, values in asymptotes.items():
+        for seed, A in enumerate(values):
+            run_dir = tier_dir / variant / f"seed{seed}"
+            run_dir.mkdir(parents=True)
+            steps = np.arange(1, 201, dtype=float)
+            acc = sigmoid_curve(steps, A, 1.2, 30.0, 0.1)
+            acc[:10] = 0.1
+            rows = [{"step": int(s), "accuracy": float(a)} for s, a in zip(steps, acc)]
+            (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    short = tier_dir / "naive_grpo" / "seed0"
+    short.mkdir(parents=True)
+    (short / "metrics.jsonl").write_text('{"step": 1, "accuracy": 0.1}\n', encoding="utf-8")
+    path = write_compare(paper_dir, tier_dir, "smoke")
+    fits = {r["variant"]: r for r in json.loads(path.read_text(encoding="utf-8"))["scaling_fits"]}
+    assert [f["A"] for f in fits["dapo"]["fits"]] == pytest.approx([0.6, 0.62, 0.64], abs=2e-3)
+    assert fits["dapo"]["A_mean"] == pytest.approx(0.62, abs=2e-3) and fits["dapo"]["A_ci"][0] < 0.62
+    assert "at least 4 points" in fits["naive_grpo"]["fits"][0]["error"]
+    out = render_report(paper_dir, path, "smoke", tmp_path / "reports" / "dapo" / "report.md")
+    text = out.read_text(encoding="utf-8")
+    assert "## Compute–performance fit" in text and "fit failed" in text
+    assert "![scaling fit](figures/scaling_fit.png)" in text
+    assert (out.parent / "figures" / "scaling_fit.png").read_bytes()[:8] == PNG_MAGIC

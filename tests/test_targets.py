@@ -203,6 +203,8 @@ def test_paper_meta_loads(tmp_path: Path) -> None:
         (lambda d: d.pop("arxiv"), "`arxiv`"),
         (lambda d: d["ablation"]["rows"][0].update(variant="grpo"), "ablation.rows[0].variant"),
         (lambda d: d["settings_table"][0].pop("source"), "settings_table[0]"),
+        (lambda d: d.update(scaling_fit={"metric": "accuracy", "source": "x", "warmup_frac": 0.6}), "warmup_frac"),
+        (lambda d: d.update(scaling_fit={"metric": "accuracy"}), "scaling_fit: missing required key `source`"),
     ],
 )
 def test_invalid_paper_yaml(tmp_path: Path, change: Any, words: str) -> None:

@@ -27,6 +27,7 @@ from repro.report.targets import (
     Claim,
     ClaimMetric,
     PaperMeta,
+    ScalingFitSpec,
     Target,
     load_paper_meta,
     load_targets,
@@ -337,6 +338,38 @@ def deviation(ours: Any, paper: Any) -> str:
     return "none" if str(ours).strip().lower() == str(paper).strip().lower() else "differs"
 
 
+def scaling_fit_rows(spec: ScalingFitSpec | None, runs: dict[str, list[RunData]]) -> list[dict[str, Any]]:
+    """ScaleRL's sigmoid fit per run (R(C) against optimizer steps) and the mean asymptote per variant."""
+    if spec is None:
+        return []
+    from repro.report.scaling_fit import fit_sigmoid
+
+    rows = []
+    for variant, variant_runs in runs.items():
+        fits = []
+        for run in variant_runs:
+            curve = [float(v) for r in run.metrics if (v := _finite_or_none(r.get(spec.metric))) is not None]
+            n_warm = max(1, math.ceil(spec.warmup_frac * len(curve)))
+            try:
+                steps = np.arange(1, len(curve) + 1, dtype=float)  # [S]
+                fit = fit_sigmoid(steps, np.asarray(curve), R0=float(np.mean(curve[:n_warm])), fit_from=float(n_warm))
+            except (ValueError, RuntimeError) as err:  # too few points, or no convergence: say so per seed
+                fits.append({"seed": run.seed, "error": str(err)})
+                continue
+            fits.append({"seed": run.seed, **dataclasses.asdict(fit)})
+        good = [f["A"] for f in fits if "A" in f]
+        rows.append(
+            {
+                "variant": variant,
+                "metric": spec.metric,
+                "fits": fits,
+                "A_mean": float(np.mean(good)) if good else None,
+                "A_ci": mean_ci(good),
+            }
+        )
+    return rows
+
+
 def divergence_rows(runs: dict[str, list[RunData]]) -> dict[str, dict[str, float | None]]:
     """Per variant: mean over seeds of each run's mean of the usual silent-divergence signals."""
     out: dict[str, dict[str, float | None]] = {}
@@ -395,6 +428,8 @@ def compare(
         "ablation_meta": _ablation_meta(meta.ablation),
         "settings": settings_rows(meta, runs),
         "divergence": divergence_rows(runs),
+        "scaling_fits": scaling_fit_rows(meta.scaling_fit, runs),
+        "scaling_fit_meta": dataclasses.asdict(meta.scaling_fit) if meta.scaling_fit else None,
         "runs": run_rows(runs),
         "warnings": warnings,
         "provenance": collect_provenance(_config_text(runs, meta.default_variant)),

@@ -137,6 +137,36 @@ def plot_ablation(rows: Sequence[dict[str, Any]], tier: str, unit: str, out_path
     return _save(fig, out_path)
 
 
+def plot_scaling_fits(
+    curves_by_variant: dict[str, list[Curve]], fits: Sequence[dict[str, Any]], metric: str, out_path: Path
+) -> Path | None:
+    """Each variant's per-step metric (mean over seeds, smoothed) with every seed's fitted sigmoid."""
+    from repro.report.scaling_fit import sigmoid_curve
+
+    colors = _variant_colors(list(curves_by_variant))
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for row in fits:
+        variant = row["variant"]
+        band = seed_band(curves_by_variant.get(variant, []), metric)
+        if band is None or variant not in colors:
+            continue
+        ax.plot(band.steps, band.mean, color=colors[variant], alpha=0.35, lw=1.0)
+        steps = np.linspace(1.0, float(band.steps.max()), 200)
+        for i, f in enumerate(x for x in row["fits"] if "A" in x):
+            label = f"{variant}: fits, mean A = {row['A_mean']:.3f}" if i == 0 else None
+            ax.plot(steps, sigmoid_curve(steps, f["A"], f["B"], f["C_mid"], f["R0"]), color=colors[variant], lw=1.4,
+                    label=label)  # fmt: skip
+    if not ax.has_data():
+        return None
+    ax.set_xlabel("optimizer step (compute)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Sigmoidal compute–performance fits (ScaleRL); faint: the measured curve", fontsize=9)
+    return _save(fig, out_path)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:

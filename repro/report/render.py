@@ -48,12 +48,19 @@ def render_report(
     curve_figures = plots.plot_training_curves(curves, figures_dir)
     unit = (result.get("ablation_meta") or {}).get("unit", "percent")
     ablation_figure = plots.plot_ablation(result.get("ablation") or [], tier, unit, figures_dir / "ablation.png")
+    fit_meta = result.get("scaling_fit_meta")
+    fit_figure = None
+    if fit_meta and result.get("scaling_fits"):
+        fit_figure = plots.plot_scaling_fits(
+            curves, result["scaling_fits"], fit_meta["metric"], figures_dir / "scaling_fit.png"
+        )
     parts = [
         header_section(meta, result, tier),
         settings_section(result),
         targets_section(result),
         claims_section(result),
         ablation_section(result, tier, ablation_figure, out.parent),
+        scaling_fit_section(result, fit_figure, out.parent),
         curves_section(curve_figures, out.parent),
         divergence_section(result, meta.variants),
         provenance_section(result),
@@ -153,6 +160,32 @@ def targets_section(result: dict[str, Any]) -> str:
         "## Published targets\n\n" + table + "\n\n" + "\n".join(notes) + "\n\n" + protocol_section(targets)
         + "\n\n" + references_section(result)
     )  # fmt: skip
+
+
+def scaling_fit_section(result: dict[str, Any], figure: Path | None, report_dir: Path) -> str:
+    meta, rows = result.get("scaling_fit_meta"), result.get("scaling_fits") or []
+    if not meta or not rows:
+        return ""
+    table = []
+    for row in rows:
+        for f in row["fits"]:
+            if "A" in f:
+                cells = [fmt(f["A"]), fmt(f["B"]), fmt(f["C_mid"]), fmt(f["R0"]), fmt(f["rmse"]), str(f["n_points"])]
+            else:
+                cells = ["—"] * 5 + [f"fit failed: {f['error']}"]
+            table.append([row["variant"], str(f["seed"]), *cells])
+    means = [f"- `{r['variant']}`: mean A = {fmt_with_ci(r['A_mean'], r['A_ci'])}" for r in rows]
+    text = (
+        f"## Compute–performance fit\n\nR(C) = R₀ + (A − R₀) / (1 + (C_mid / C)^B) fitted to each run's "
+        f"`{meta['metric']}` per optimizer step ({meta['source']}); C = optimizer steps, the first "
+        f"{meta['warmup_frac']:.0%} of steps are left out as warm-up and R₀ is their mean. A is the asymptote, "
+        "B the exponent, C_mid the step at half the gain.\n\n"
+        + md_table(["Variant", "Seed", "A", "B", "C_mid", "R₀", "RMSE", "Points"], table)
+        + "\n\n" + "\n".join(means)
+    )  # fmt: skip
+    if figure is not None:
+        text += f"\n\n![scaling fit]({figure.relative_to(report_dir).as_posix()})"
+    return text
 
 
 def references_section(result: dict[str, Any]) -> str:

@@ -277,6 +277,15 @@ class Ablation:
 
 
 @dataclass(frozen=True)
+class ScalingFitSpec:
+    """ScaleRL's sigmoid fit of a metrics.jsonl curve against optimizer steps (repro/report/scaling_fit.py)."""
+
+    metric: str  # e.g. accuracy
+    source: str
+    warmup_frac: float = 0.05  # leading share of steps left out of the fit; R0 is their mean
+
+
+@dataclass(frozen=True)
 class SettingRow:
     key: str  # dotted key path into config.resolved.yaml
     paper: Any
@@ -295,6 +304,7 @@ class PaperMeta:
     ablation: Ablation | None = None
     settings_table: tuple[SettingRow, ...] = field(default_factory=tuple)
     path: Path | None = None
+    scaling_fit: ScalingFitSpec | None = None
 
     @property
     def link(self) -> str:
@@ -409,6 +419,12 @@ PAPER_SPEC = {
     "default_variant": FieldSpec((str,)),
     "ablation": FieldSpec((dict,), required=False),
     "settings_table": FieldSpec((list,), required=False, default=[]),
+    "scaling_fit": FieldSpec((dict,), required=False),
+}
+SCALING_FIT_SPEC = {
+    "metric": FieldSpec((str,)),
+    "source": FieldSpec((str,)),
+    "warmup_frac": FieldSpec(NUM, required=False, default=0.05),
 }
 
 
@@ -451,6 +467,11 @@ def load_paper_meta(paper_dir: str | os.PathLike[str]) -> PaperMeta:
         SettingRow(**check_fields(item, SETTING_SPEC, where.key("settings_table").index(i)))
         for i, item in enumerate(top["settings_table"])
     )
+    scaling_fit = None
+    if top.get("scaling_fit") is not None:
+        scaling_fit = ScalingFitSpec(**check_fields(top["scaling_fit"], SCALING_FIT_SPEC, where.key("scaling_fit")))
+        if not 0 <= scaling_fit.warmup_frac < 0.5:
+            raise TargetsError(f"{where.key('scaling_fit').key('warmup_frac')}: must lie in [0, 0.5)")
     return PaperMeta(
         id=top["id"],
         title=top["title"],
@@ -462,6 +483,7 @@ def load_paper_meta(paper_dir: str | os.PathLike[str]) -> PaperMeta:
         ablation=ablation,
         settings_table=settings,
         path=Path(paper_dir),
+        scaling_fit=scaling_fit,
     )
 
 

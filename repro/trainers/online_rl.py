@@ -104,6 +104,7 @@ class OnlineRLTrainer:
             or (t.kl_in_reward and t.beta != 0.0)
         )
         self._first_window = True  # the first accumulation window of a generation sees pre-update weights
+        self._window: list[dict[str, float]] = []  # micro-batch stats of the optimizer step being accumulated
 
     # ------------------------------------------------------------------ sampling and scoring
 
@@ -265,7 +266,6 @@ class OnlineRLTrainer:
         chunks = [c for c in torch.tensor_split(order, t.spg) if len(c)]
         self.model.train()
         self._first_window = True
-        window: list[dict[str, float]] = []
         for _ in range(t.num_iterations):
             for i, rows in enumerate(chunks):
                 logp, entropy = completion_logprobs(
@@ -295,11 +295,14 @@ class OnlineRLTrainer:
                 stats["entropy"] = float((entropy * full).sum() / full.sum().clamp(min=1))
                 if old_logp is None and self._first_window:  # on-policy: this window's log-probs are pre-update
                     gen_metrics["logprob_gap"] = _masked_mean((logp.detach() - b.sampler_logprobs[rows]).abs(), full)
-                window.append(stats)
-                if (i + 1) % t.gradient_accumulation_steps == 0 or i == len(chunks) - 1:
+                self._window.append(stats)
+                # GA ≤ spg: steps inside the generation (a short last window is flushed at its end);
+                # GA > spg (Lite PPO's seed: spg 8, GA 32): one step accumulates GA/spg whole generations.
+                end_of_generation = i == len(chunks) - 1 and t.spg >= t.gradient_accumulation_steps
+                if len(self._window) == t.gradient_accumulation_steps or end_of_generation:
                     self._first_window = False
-                    self._optimizer_step(window, gen_metrics, pbar)
-                    window = []
+                    self._optimizer_step(self._window, gen_metrics, pbar)
+                    self._window = []
                     if self.step >= t.max_steps:
                         return
 
