@@ -110,7 +110,12 @@ class TrainConfig:
 
     @property
     def generation_batch_size(self) -> int:
+        """Completions per generation that reach the loss (GFPO samples num_generations / gfpo_retain times more)."""
         return self.per_device_train_batch_size * self.spg
+
+    @property
+    def prompts_per_generation(self) -> int:
+        return self.generation_batch_size // self.update_group_size
 
     @property
     def update_group_size(self) -> int:
@@ -378,7 +383,7 @@ def _check(cfg: RunConfig, where: str) -> None:
     _check_name(where, "train.gfpo_score", t.gfpo_score, RETAIN_SCORES)
     if t.gfpo_retain is not None and not 2 <= t.gfpo_retain <= t.num_generations:
         fail("train.gfpo_retain", f"keeps {t.gfpo_retain} of num_generations={t.num_generations}; need 2 <= k <= G")
-    if t.grad_variance_every and t.generation_batch_size // t.num_generations < 2:
+    if t.grad_variance_every and t.prompts_per_generation < 2:
         fail("train.grad_variance_every", "the split-half gradient variance needs at least 2 prompts per generation")
     if t.scale_rewards not in STD_SCOPES:
         fail("train.scale_rewards", f"{t.scale_rewards!r} is not one of {', '.join(STD_SCOPES)}")
@@ -386,12 +391,13 @@ def _check(cfg: RunConfig, where: str) -> None:
         fail(
             "train.num_generations", f"is {t.num_generations}; group advantages need at least 2 completions per prompt"
         )
-    if t.generation_batch_size % t.num_generations:
+    if t.generation_batch_size % t.update_group_size:
+        G = "gfpo_retain" if t.gfpo_retain else "num_generations"
         fail(
             "train.per_device_train_batch_size",
             f"the generation batch (per_device_train_batch_size × steps_per_generation = "
             f"{t.per_device_train_batch_size} × {t.spg} = {t.generation_batch_size}) must be divisible by "
-            f"num_generations={t.num_generations}; make per_device_train_batch_size a multiple of it",
+            f"{G}={t.update_group_size}; make per_device_train_batch_size a multiple of it",
         )
     if t.spg % t.gradient_accumulation_steps and t.gradient_accumulation_steps % t.spg:
         fail(

@@ -335,3 +335,19 @@ def test_a_missing_local_copy_fails_at_config_load(tmp_path: Path, monkeypatch: 
         load_paper_config(Path("papers/dapo"), "smoke", "dapo")
     monkeypatch.setenv("REPRO_MATH_DATA", str(MATH_DIR))
     assert load_paper_config(Path("papers/dapo"), "smoke", "dapo").eval.benchmarks["aime24"]["n"] == 4
+
+
+def test_smoke_tier_protocol_is_the_smoke_block_under_the_config_entry() -> None:
+    """An entry inherited from the paper tier (`aime24: {}` = the paper's greedy 3,000 tokens) runs at smoke
+    scale at the smoke tier; an explicit smoke entry (DAPO's) wins over the smoke block."""
+    from repro.config import load_paper_config
+    from repro.runs import benchmark_overrides
+
+    papers = Path(__file__).resolve().parents[1] / "papers"
+    dr_grpo = load_paper_config(papers / "dr_grpo", "smoke", "dr_grpo")
+    assert dr_grpo.eval.benchmarks["math500"] == {}
+    assert benchmark_overrides(dr_grpo, "math500", "smoke") == {"max_tokens": 32}
+    assert benchmark_overrides(load_paper_config(papers / "dr_grpo", "paper", "dr_grpo"), "math500", "paper") == {}
+    dapo = load_paper_config(papers / "dapo", "smoke", "dapo")
+    assert benchmark_overrides(dapo, "aime24", "smoke") == {**dapo.eval.benchmarks["aime24"], "max_tokens": 32}
+    assert benchmark_overrides(dapo, "aime24", "smoke")["n"] == 4

@@ -156,3 +156,28 @@ def test_max_equals_threshold() -> None:
 def test_unknown_test_name_suggests_the_closest() -> None:
     with pytest.raises(RegistryError, match="welch_t"):
         TESTS.get("welch")
+
+
+def test_noninferiority_by_hand() -> None:
+    """Margin m: Welch's one-sided test of treatment − control > −m, written out with the control shifted."""
+    treatment, control = by_seed([0.50, 0.52, 0.51]), by_seed([0.52, 0.53, 0.51])  # effect −0.01
+    out = TESTS.get("noninferiority_welch")(treatment, control, ClaimParams("greater", min_effect=0.05))
+    hand = welch_t([0.50, 0.52, 0.51], [0.52 - 0.05, 0.53 - 0.05, 0.51 - 0.05])
+    assert out.verdict == "reproduced" and out.p_value == pytest.approx(hand.p_greater)
+    assert out.effect == pytest.approx(-0.01) and out.control_mean == pytest.approx(0.52)
+    assert out.ci == pytest.approx((hand.ci[0] - 0.05, hand.ci[1] - 0.05))
+    assert "margin 0.05" in out.note
+    # a clearly worse treatment (−0.2) is not reproduced; a tight margin on noisy data is inconclusive
+    worse = TESTS.get("noninferiority_welch")(
+        by_seed([0.30, 0.32, 0.31]), control, ClaimParams("greater", min_effect=0.05)
+    )
+    assert worse.verdict == "not reproduced"
+    noisy = TESTS.get("noninferiority_welch")(
+        by_seed([0.3, 0.6, 0.45]), control, ClaimParams("greater", min_effect=0.01)
+    )
+    assert noisy.verdict == "inconclusive"
+    # "less": the treatment is not larger than the control by m or more (e.g. a length that must not grow)
+    assert (
+        TESTS.get("noninferiority_welch")(control, treatment, ClaimParams("less", min_effect=0.05)).verdict
+        == "reproduced"
+    )

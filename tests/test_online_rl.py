@@ -235,19 +235,20 @@ def test_gfpo_trains_on_each_groups_shortest_k(tiny_dir: Path, tmp_path: Path) -
     def generation(out: Path, **train):
         torch.manual_seed(0)
         model, tok = load_policy(str(tiny_dir))
-        cfg = smoke_cfg("naive_grpo", per_device_train_batch_size=16, num_generations=4, max_steps=1, **train)
+        cfg = smoke_cfg("naive_grpo", num_generations=4, max_steps=1, **train)
         problems = TASKS.get("addition").make(32, seed=0)
         trainer = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), out, seed=0)
         return trainer, trainer._sample_generation()
 
-    _, plain = generation(tmp_path / "plain")
-    trainer, gfpo = generation(tmp_path / "gfpo", gfpo_retain=2, gfpo_score="length")
+    # both sample 16 prompts × 4: the plain batch trains on 64 rows, GFPO's (half the size) on the 2 kept per prompt
+    _, plain = generation(tmp_path / "plain", per_device_train_batch_size=16)
+    trainer, gfpo = generation(tmp_path / "gfpo", per_device_train_batch_size=8, gfpo_retain=2, gfpo_score="length")
     rows = retain_top_k(-plain.batch.completion_lengths.float(), G=4, k=2)
     assert gfpo.batch.completions == [plain.batch.completions[i] for i in rows.tolist()]
     assert torch.equal(gfpo.rewards, plain.rewards[rows])
     metrics = trainer._generation_metrics(gfpo)
-    n_groups = trainer.t.generation_batch_size // 4
-    assert metrics["num_groups"] == n_groups and gfpo.rewards.numel() == 2 * n_groups  # groups of 4 -> of 2
+    n_groups = trainer.t.generation_batch_size // 2  # the batch counts rows that reach the loss: 2 per group
+    assert metrics["num_groups"] == n_groups == 16 and gfpo.rewards.numel() == 2 * n_groups  # groups of 4 -> of 2
     assert metrics["response_length"] <= metrics["response_length_sampled"]
     # the sampled length is the plain run's length: the policy's own, comparable with GRPO's
     assert gfpo.metrics["response_length_sampled"] == plain.metrics["response_length_sampled"]

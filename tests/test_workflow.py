@@ -71,3 +71,20 @@ def test_every_target_benchmark_runs_with_the_papers_protocol_at_its_tier() -> N
             ours = {k: protocol.as_dict()[k] for k in stated if k in protocol.as_dict()}
             assert ours == {k: stated[k] for k in ours}, (paper, target.id)
             assert {"metric", "k", "temperature", "max_tokens"} <= set(ours)
+
+
+def test_every_paper_resolves_at_every_tier_and_smoke_benchmarks_read_local_data() -> None:
+    """Contract over every paper folder: each variant resolves at each tier (fix-it errors before any job
+    starts), and a smoke-tier run that is scored on a benchmark reads it from a local copy (no hub on CPU
+    machines or in CI)."""
+    from repro.config import load_paper_config
+    from repro.report.targets import load_paper_meta, load_targets
+
+    for paper in wf.paper_ids():
+        meta = load_paper_meta(ROOT / "papers" / paper)
+        load_targets(ROOT / "papers" / paper / "targets.yaml", list(meta.variants))
+        for tier in ("smoke", "small", "paper"):
+            for variant in meta.variants:
+                cfg = load_paper_config(ROOT / "papers" / paper, tier, variant)
+                if tier == "smoke" and wf.benchmarks(paper, tier, variant):
+                    assert cfg.eval.data_dir, (paper, variant, "smoke benchmarks need eval.data_dir")

@@ -15,6 +15,7 @@ share of zero-variance groups in an update is 0 under dynamic sampling).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -221,6 +222,29 @@ def _two_group_test(stat: Callable[[Sequence[float], Sequence[float]], Differenc
 TESTS.add("welch_t", _two_group_test(welch_t, paired=False))
 TESTS.add("paired_t", _two_group_test(paired_t, paired=True))
 TESTS.add("bootstrap", _two_group_test(bootstrap_diff, paired=False))
+
+
+@TESTS.register("noninferiority_welch")
+def noninferiority_welch(treatment: ValuesBySeed, control: ValuesBySeed | None, params: ClaimParams) -> ClaimOutcome:
+    """Non-inferiority with margin m = min_effect (e.g. GFPO "no significant accuracy loss"): Welch's test of
+    H1: sign·(treatment − control) > −m, i.e. the treatment is not worse than the control by m or more.
+
+    "reproduced": p < α for that one-sided test; "not reproduced": the treatment is significantly worse
+    than the margin allows (p < α the other way); "inconclusive" otherwise. Effect and CI are unshifted.
+    """
+    sign = 1.0 if params.direction == "greater" else -1.0
+    m = params.min_effect
+    shifted = {seed: v - sign * m for seed, v in (control or {}).items()}  # the margin moves the null
+    plain = dataclasses.replace(params, min_effect=-math.inf)  # no minimum effect beyond the margin
+    out = TESTS.get("welch_t")(treatment, shifted, plain)
+    if out.effect is None:
+        return out
+    control_mean = out.control_mean + sign * m if out.control_mean is not None else None
+    effect = out.effect - sign * m
+    ci = (out.ci[0] - sign * m, out.ci[1] - sign * m) if out.ci else None
+    what = "worse" if sign > 0 else "larger"
+    note = _join(f"non-inferiority margin {m:g}: H1 = treatment not {what} than the control by ≥ {m:g}", out.note)
+    return dataclasses.replace(out, control_mean=control_mean, effect=effect, ci=ci, note=note)
 
 
 @TESTS.register("max_equals")

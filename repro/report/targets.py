@@ -565,6 +565,8 @@ def _claim(raw: Any, where: Where, variants: list[str]) -> Claim:
         raise TargetsError(f"{where.key('threshold')}: only test max_equals takes a threshold")
     if not 0 < f["alpha"] < 1:
         raise TargetsError(f"{where.key('alpha')}: must lie in (0, 1), e.g. 0.05")
+    if f["test"] == "noninferiority_welch" and not f["min_effect"] > 0:
+        raise TargetsError(f"{where.key('min_effect')}: noninferiority_welch needs the margin as min_effect > 0")
     min_seeds_floor = 1 if is_threshold else 2
     if f["min_seeds"] < min_seeds_floor:
         raise TargetsError(f"{where.key('min_seeds')}: must be ≥ {min_seeds_floor} for test {f['test']}")

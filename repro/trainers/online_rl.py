@@ -142,7 +142,7 @@ class OnlineRLTrainer:
         """One generation batch; with a group filter, resample until it is full or tries run out."""
         t = self.t
         G = t.num_generations
-        n_groups = t.generation_batch_size // G
+        n_groups = t.prompts_per_generation  # GFPO: each group sends only its kept rows to the loss
         kept: list[GenerationResult] = []
         kept_groups = 0
         raw_zero_std: list[float] = []
