@@ -19,9 +19,16 @@ CURVE_FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "reward_mean": ("Mean reward", ("reward_mean",)),
     "accuracy": ("Training accuracy", ("accuracy",)),
     "entropy": ("Policy entropy", ("entropy",)),
-    "response_length": ("Response length (tokens)", ("response_length",)),
+    "response_length": (
+        "Response length (tokens): trained on, and sampled (before GFPO's filter)",
+        ("response_length", "response_length_sampled"),
+    ),
     "clip_fractions": ("Clipped-token fractions", ("clip_frac_low", "clip_frac_high")),
     "frac_zero_std": ("Share of zero-std groups", ("frac_zero_std",)),
+    # drawn only for runs that log them (figures with no data are skipped)
+    "length_by_correctness": ("Response length of correct / incorrect answers", ("len_correct", "len_incorrect")),
+    "grad_var": ("Split-half gradient variance tr Cov(ĝ)", ("grad_var",)),
+    "sampler_gap": ("Sampler vs trainer: |Δ log-prob| and mean IS ratio", ("logprob_gap", "is_ratio_mean")),
 }
 BAND_DESCRIPTION = "mean over seeds, min–max band, moving average over 2.5% of steps"
 SMOOTHING_FRACTION = 0.025  # per-step RL metrics are noisy; a short moving average shows the trend
