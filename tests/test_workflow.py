@@ -88,3 +88,24 @@ def test_every_paper_resolves_at_every_tier_and_smoke_benchmarks_read_local_data
                 cfg = load_paper_config(ROOT / "papers" / paper, tier, variant)
                 if tier == "smoke" and wf.benchmarks(paper, tier, variant):
                     assert cfg.eval.data_dir, (paper, variant, "smoke benchmarks need eval.data_dir")
+
+
+def test_smoke_benchmark_protocols_fit_the_smoke_models_context() -> None:
+    """A paper-tier protocol inherited by a smoke overlay (e.g. 32,768 tokens) must be scaled down there:
+    the prepared base models have a 256-token context, and lm-eval refuses longer generations."""
+    import yaml
+
+    from repro.config import load_paper_config
+    from repro.eval.benchmark import get_benchmark
+    from repro.report.targets import load_paper_meta
+    from repro.runs import benchmark_overrides
+
+    for paper in wf.paper_ids():
+        for variant in load_paper_meta(ROOT / "papers" / paper).variants:
+            cfg = load_paper_config(ROOT / "papers" / paper, "smoke", variant)
+            base = cfg.model.name_or_path.removeprefix("prepared:")
+            spec = yaml.safe_load((ROOT / "configs" / "base" / f"{base}.yaml").read_text(encoding="utf-8"))
+            context = spec["model"]["max_position_embeddings"]
+            for name in wf.benchmarks(paper, "smoke", variant):
+                protocol = get_benchmark(name).resolve(benchmark_overrides(cfg, name, "smoke"))
+                assert protocol.max_tokens < context, (paper, variant, name, protocol.max_tokens)
