@@ -98,6 +98,9 @@ class TrainConfig:
     # RLOO §3 variance claim: every n optimizer steps, tr Cov of a half-batch gradient estimate from a random
     # split of the generation's groups (repro/trainers/grad_variance.py); 0 = off. Does not change training.
     grad_variance_every: int = 0
+    # ... and the same measurement for these advantage estimators (std scope none) on the same samples, weights
+    # and split, logged as grad_var_<name>: the estimator's variance without the trajectory as a confound.
+    grad_variance_estimators: list[str] = field(default_factory=list)
     # ScaleRL §3.2 (TRL's name): the LM head and its input in float32 while the rest runs in model.dtype.
     cast_lm_head_to_fp32: bool = False
     gradient_checkpointing: bool = False
@@ -383,6 +386,10 @@ def _check(cfg: RunConfig, where: str) -> None:
     _check_name(where, "train.gfpo_score", t.gfpo_score, RETAIN_SCORES)
     if t.gfpo_retain is not None and not 2 <= t.gfpo_retain <= t.num_generations:
         fail("train.gfpo_retain", f"keeps {t.gfpo_retain} of num_generations={t.num_generations}; need 2 <= k <= G")
+    for name in t.grad_variance_estimators:
+        _check_name(where, "train.grad_variance_estimators", name, ADVANTAGES)
+    if t.grad_variance_estimators and not t.grad_variance_every:
+        fail("train.grad_variance_estimators", "set train.grad_variance_every too (how often to measure)")
     if t.grad_variance_every and t.prompts_per_generation < 2:
         fail("train.grad_variance_every", "the split-half gradient variance needs at least 2 prompts per generation")
     if t.scale_rewards not in STD_SCOPES:

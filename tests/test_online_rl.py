@@ -371,6 +371,21 @@ def test_all_correct_groups_give_rloo_zero_gradient_variance(
     assert (row["grad_var"] == 0.0) is zero and (row["grad_norm"] == 0.0) is zero
 
 
+def test_other_estimators_are_measured_on_the_same_samples_and_split(tiny_dir: Path, tmp_path: Path) -> None:
+    """grad_var_<name>: the same weights, samples and halves with another advantage estimator. RLOO's own
+    measurement equals its `leave_one_out` copy exactly; on all-correct groups REINFORCE's is not 0."""
+    model, tok = load_policy(str(tiny_dir))
+    cfg = rloo_cfg("rloo", max_steps=1, grad_variance_every=1, grad_variance_estimators=["leave_one_out", "reward"])
+    problems = [dataclasses.replace(p, answer="7") for p in TASKS.get("addition").make(8, seed=0)]
+    row = OnlineRLTrainer(cfg, model, tok, problems, ScriptedRollout(tok, [["7"] * 8]), tmp_path, seed=0).train(
+        progress=False
+    )[0]
+    assert row["grad_var"] == row["grad_var_leave_one_out"] == 0.0
+    assert row["grad_var_reward"] > 0.0 and row["grad_mean_sq_norm_reward"] > 0.0
+    with pytest.raises(Exception, match="Did you mean 'reward'"):
+        rloo_cfg("rloo", grad_variance_every=1, grad_variance_estimators=["rewards"])
+
+
 def test_gradient_variance_measurement_leaves_training_unchanged(tiny_dir: Path, tmp_path: Path) -> None:
     rows = {}
     for every in (0, 1):

@@ -431,3 +431,18 @@ def test_scaling_fit_section_recovers_each_runs_asymptote(tmp_path: Path) -> Non
     assert "## Compute–performance fit" in text and "fit failed" in text
     assert "![scaling fit](figures/scaling_fit.png)" in text
     assert (out.parent / "figures" / "scaling_fit.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_claim_with_a_control_metric_compares_two_metrics_of_the_same_runs(tmp_path: Path) -> None:
+    """RLOO's fixed-weights variance claim: one variant's runs, its own estimator's variance against another's."""
+    paper_dir = make_paper(tmp_path)
+    own = {"file": "metrics", "name": "entropy", "reduce": "mean_last", "frac": 0.5}
+    other = {"file": "metrics", "name": "clip_frac_high", "reduce": "mean"}
+    pair = claim("pair", "dapo", "dapo", own, control_metric=other, direction="greater", test="paired_t")
+    (paper_dir / "targets.yaml").write_text(yaml.safe_dump({**TARGETS, "claims": [pair]}), encoding="utf-8")
+    tier_dir = tmp_path / "results" / "dapo" / "smoke"
+    for seed in range(3):
+        write_run(tier_dir / "dapo" / f"seed{seed}", "dapo", seed)
+    (row,) = compare(paper_dir, tier_dir, "smoke")["claims"]
+    assert row["treatment_mean"] == pytest.approx(0.95) and row["control_mean"] == pytest.approx(0.02)
+    assert row["verdict"] == "reproduced" and row["metric"].endswith("vs clip_frac_high (mean over steps)")

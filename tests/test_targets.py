@@ -158,6 +158,12 @@ def test_missing_required_key(tmp_path: Path) -> None:
         (lambda d: d["claims"][0].update(treatment="clip_hihger"), "claims[0].treatment", "'clip_higher'"),
         (lambda d: d["claims"][0].update(test="welch"), "claims[0].test", "'welch_t'"),
         (lambda d: d["claims"][0].update(test="noninferiority_welch"), "claims[0].min_effect", "margin"),
+        (lambda d: d["claims"][0].update(control="clip_higher"), "claims[0].control", "control_metric"),
+        (
+            lambda d: d["claims"][2].update(control_metric={"file": "eval", "name": "greedy_accuracy"}),
+            "claims[2].control_metric",
+            "needs a variant",
+        ),
         (lambda d: d["claims"][0]["metric"].update(reduce="mean_lst"), "claims[0].metric.reduce", "'mean_last'"),
         (lambda d: d["claims"][1].pop("threshold"), "claims[1]", "threshold"),
         (lambda d: d["claims"][0].update(threshold={"op": "==", "value": 0}), "claims[0].threshold", "max_equals"),

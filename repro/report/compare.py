@@ -159,7 +159,7 @@ def claim_row(claim: Claim, runs: dict[str, list[RunData]]) -> dict[str, Any]:
     if claim.control == BASE_MODEL:
         control: dict[int, float] | None = values_by_seed(runs[claim.treatment], claim.metric, base=True)
     elif claim.control is not None:
-        control = values_by_seed(runs[claim.control], claim.metric)
+        control = values_by_seed(runs[claim.control], claim.control_metric or claim.metric)
     else:
         control = None
     outcome = TESTS.get(claim.test)(treatment, control, claim.params())
@@ -173,7 +173,7 @@ def claim_row(claim: Claim, runs: dict[str, list[RunData]]) -> dict[str, Any]:
         "source": claim.source,
         "treatment": claim.treatment,
         "control": claim.control,
-        "metric": claim.metric.describe(),
+        "metric": claim.metric.describe() + (f" vs {claim.control_metric.describe()}" if claim.control_metric else ""),
         "test": claim.test,
         "direction": claim.direction,
         "threshold": list(claim.threshold) if claim.threshold else None,

@@ -440,7 +440,8 @@ def _test_label(claim: dict[str, Any]) -> str:
         op, value = claim["threshold"]
         return f"every seed {op} {fmt(value)}"
     direction = {"greater": ">", "less": "<"}.get(claim.get("direction") or "", "?")
-    extra = f", min effect {fmt(claim['min_effect'])}" if claim.get("min_effect") else ""
+    what = "margin" if claim.get("test") == "noninferiority_welch" else "min effect"
+    extra = f", {what} {fmt(claim['min_effect'])}" if claim.get("min_effect") else ""
     return f"{claim.get('test')} (t {direction} c, α={claim.get('alpha')}{extra})"
 
 

@@ -230,6 +230,7 @@ class Claim:
     min_effect: float = 0.0
     min_seeds: int = 3
     threshold: tuple[str, float] | None = None
+    control_metric: ClaimMetric | None = None  # the control's number, when it is another metric (same runs)
 
     def params(self) -> ClaimParams:
         return ClaimParams(self.direction, self.alpha, self.min_effect, self.min_seeds, self.threshold)
@@ -375,6 +376,7 @@ CLAIM_SPEC = {
     "min_effect": FieldSpec(NUM, required=False, default=0.0),
     "min_seeds": FieldSpec((int,), required=False, default=3),
     "threshold": FieldSpec((dict,), required=False),
+    "control_metric": FieldSpec((dict,), required=False),
 }
 REFERENCE_SPEC = {
     "id": FieldSpec((str,)),
@@ -553,6 +555,13 @@ def _claim(raw: Any, where: Where, variants: list[str]) -> Claim:
     if direction is None and not is_threshold:
         raise TargetsError(f"{where}: missing key `direction` (one of {', '.join(DIRECTIONS)})")
     metric = _claim_metric(f["metric"], where.key("metric"))
+    control_metric = None
+    if f.get("control_metric") is not None:
+        control_metric = _claim_metric(f["control_metric"], where.key("control_metric"))
+        if control in (None, BASE_MODEL) or is_threshold:
+            raise TargetsError(f"{where.key('control_metric')}: needs a variant as `control` and a two-group test")
+    elif control == f["treatment"]:
+        raise TargetsError(f"{where.key('control')}: the treatment itself is a control only with `control_metric`")
     if control == BASE_MODEL and metric.file != "eval":
         raise TargetsError(f"{where.key('control')}: `{BASE_MODEL}` has only eval.json scores; set metric.file: eval")
     threshold = None
@@ -583,6 +592,7 @@ def _claim(raw: Any, where: Where, variants: list[str]) -> Claim:
         min_effect=float(f["min_effect"]),
         min_seeds=f["min_seeds"],
         threshold=threshold,
+        control_metric=control_metric,
     )
 
 

@@ -261,6 +261,10 @@ class OnlineRLTrainer:
             gen_metrics.update(_ratio_stats(rho, b.completion_mask))
         if t.grad_variance_every and self.step % t.grad_variance_every == 0:  # RLOO's variance claim
             gen_metrics.update(self._grad_variance(b, mask, advantages, old_logp, ref_logp, rho))
+            for name in t.grad_variance_estimators:  # other estimators on the same samples, weights and split
+                other = ADVANTAGES.get(name)(rewards, G, "none")  # [N]
+                stats = self._grad_variance(b, mask, other, old_logp, ref_logp, rho)
+                gen_metrics.update({f"{k}_{name}": v for k, v in stats.items()})
         N = advantages.numel()
         order = torch.randperm(N)  # shuffle rows so micro-batches mix groups (as TRL does)
         chunks = [c for c in torch.tensor_split(order, t.spg) if len(c)]
