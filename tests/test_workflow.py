@@ -109,3 +109,11 @@ def test_smoke_benchmark_protocols_fit_the_smoke_models_context() -> None:
             for name in wf.benchmarks(paper, "smoke", variant):
                 protocol = get_benchmark(name).resolve(benchmark_overrides(cfg, name, "smoke"))
                 assert protocol.max_tokens < context, (paper, variant, name, protocol.max_tokens)
+
+
+def test_every_paper_folder_carries_its_empty_snakemake_timestamp() -> None:
+    """Snakemake touches papers/<id>/.snakemake_timestamp (the paper rule's directory output); committed empty,
+    it keeps the working tree clean after a run, so run provenance does not record a dirty tree."""
+    for paper in wf.paper_ids():
+        stamp = ROOT / "papers" / paper / ".snakemake_timestamp"
+        assert stamp.is_file() and stamp.stat().st_size == 0, paper
