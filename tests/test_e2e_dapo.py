@@ -53,15 +53,20 @@ def planned_rules(cwd: Path, *args: str) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], subprocess.CompletedProcess[str]]:
-    work = tmp_path_factory.mktemp("project")
+def copy_project(work: Path) -> Path:
+    """What a clean checkout holds (no results/, reports/, logs/), copied into `work`."""
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, work / name)
+    return work
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], subprocess.CompletedProcess[str]]:
+    work = copy_project(tmp_path_factory.mktemp("project"))
     before = folder_digest(work / "papers")
     first = snakemake(work, "papers/dapo", "--config", *CI_CONFIG)
     return work, before, first

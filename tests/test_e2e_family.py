@@ -7,12 +7,11 @@ verdict (with one seed: "insufficient seeds", said as such) and whose references
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from test_e2e_dapo import PROJECT_FILES, snakemake  # tests/ is on sys.path under pytest
+from test_e2e_dapo import copy_project, snakemake  # tests/ is on sys.path under pytest
 
 from repro import workflow as wf
 
@@ -26,14 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("family")
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, work / name)
-    return work
+    return copy_project(tmp_path_factory.mktemp("family"))
 
 
 @pytest.mark.parametrize("paper", PAPERS)
