@@ -418,6 +418,11 @@ def test_scaling_fit_section_recovers_each_runs_asymptote(tmp_path: Path) -> Non
             acc[:10] = 0.1
             rows = [{"step": int(s), "accuracy": float(a)} for s, a in zip(steps, acc)]
             (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for seed in range(2):  # a straight rise that has not bent by the last step: its A is an extrapolation
+        run_dir = tier_dir / "overlong_filtering" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        rows = [{"step": s, "accuracy": 0.1 + 0.002 * s + 0.001 * seed} for s in range(1, 201)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     short = tier_dir / "naive_grpo" / "seed0"
     short.mkdir(parents=True)
     (short / "metrics.jsonl").write_text('{"step": 1, "accuracy": 0.1}\n', encoding="utf-8")
@@ -429,6 +434,9 @@ def test_scaling_fit_section_recovers_each_runs_asymptote(tmp_path: Path) -> Non
     out = render_report(paper_dir, path, "smoke", tmp_path / "reports" / "dapo" / "report.md")
     text = out.read_text(encoding="utf-8")
     assert "## Compute–performance fit" in text and "fit failed" in text
+    assert not any(f["extrapolated"] for f in fits["dapo"]["fits"])  # C_mid 30 ≤ 200 steps
+    assert all(f["extrapolated"] for f in fits["overlong_filtering"]["fits"])
+    assert "**Caution:** 2 fit(s)" in text and "overlong_filtering/seed0" in text
     assert "![scaling fit](figures/scaling_fit.png)" in text
     assert (out.parent / "figures" / "scaling_fit.png").read_bytes()[:8] == PNG_MAGIC
 

@@ -356,7 +356,8 @@ def scaling_fit_rows(spec: ScalingFitSpec | None, runs: dict[str, list[RunData]]
             except (ValueError, RuntimeError) as err:  # too few points, or no convergence: say so per seed
                 fits.append({"seed": run.seed, "error": str(err)})
                 continue
-            fits.append({"seed": run.seed, **dataclasses.asdict(fit)})
+            # ScaleRL trusts a fit only once the curve has bent: past the observed range, A is an extrapolation
+            fits.append({"seed": run.seed, **dataclasses.asdict(fit), "extrapolated": fit.C_mid > steps[-1]})
         good = [f["A"] for f in fits if "A" in f]
         rows.append(
             {

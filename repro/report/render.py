@@ -175,6 +175,13 @@ def scaling_fit_section(result: dict[str, Any], figure: Path | None, report_dir:
                 cells = ["—"] * 5 + [f"fit failed: {f['error']}"]
             table.append([row["variant"], str(f["seed"]), *cells])
     means = [f"- `{r['variant']}`: mean A = {fmt_with_ci(r['A_mean'], r['A_ci'])}" for r in rows]
+    beyond = [f"{r['variant']}/seed{f['seed']}" for r in rows for f in r["fits"] if f.get("extrapolated")]
+    if beyond:
+        means.append(
+            f"- **Caution:** {len(beyond)} fit(s) put C_mid beyond the last step ({', '.join(beyond)}): the curve has "
+            "not bent yet, so their A is an extrapolation the data do not support (ScaleRL fits only curves "
+            "past their warm-up that approach saturation)."
+        )
     text = (
         f"## Compute–performance fit\n\nR(C) = R₀ + (A − R₀) / (1 + (C_mid / C)^B) fitted to each run's "
         f"`{meta['metric']}` per optimizer step ({meta['source']}); C = optimizer steps, the first "
