@@ -103,6 +103,16 @@ class TrainConfig:
     grad_variance_estimators: list[str] = field(default_factory=list)
     # ScaleRL §3.2 (TRL's name): the LM head and its input in float32 while the rest runs in model.dtype.
     cast_lm_head_to_fp32: bool = False
+    # PAPO (arXiv 2507.06448; TRL's experimental PAPOConfig names), vision-language policies only:
+    # L += −γ·min(KL_prcp, c) + η1·H + η2·H^mask (repro/losses/perception.py), KL between π_θ on the original
+    # and on the masked image. γ = η1 = η2 = 0 is plain GRPO; a VL run then still logs perception_kl.
+    perception_loss_weight: float = 0.0  # γ (TRL's default 0.1 is not used: 0 keeps GRPO unchanged)
+    mask_ratio: float = 0.6  # probability that a patch is blackened (PAPO: 0.6)
+    mask_type: str = "random"  # repro/losses/perception.py IMAGE_MASKS: random (patches), pixel
+    mask_patch_size: int | None = None  # None = the vision tower's patch size
+    perception_kl_clip: float = 10.0  # c: upper bound on the per-token KL (PAPO's low_var_kl bound)
+    der_loss_weight1: float = 0.0  # η1: double entropy loss, original image
+    der_loss_weight2: float = 0.0  # η2: double entropy loss, masked image
     gradient_checkpointing: bool = False
     save_steps: int = 50
     num_threads: int | None = None
@@ -388,6 +398,7 @@ def _check(cfg: RunConfig, where: str) -> None:
         fail("train.gfpo_retain", f"keeps {t.gfpo_retain} of num_generations={t.num_generations}; need 2 <= k <= G")
     for name in t.grad_variance_estimators:
         _check_name(where, "train.grad_variance_estimators", name, ADVANTAGES)
+    _check_perception(t, where)
     if t.grad_variance_estimators and not t.grad_variance_every:
         fail("train.grad_variance_estimators", "set train.grad_variance_every too (how often to measure)")
     if t.grad_variance_every and t.prompts_per_generation < 2:
@@ -471,6 +482,22 @@ def _check(cfg: RunConfig, where: str) -> None:
             )
     if cfg.model.name_or_path.startswith("prepared:") and not cfg.model.name_or_path[len("prepared:") :]:
         fail("model.name_or_path", "`prepared:` needs a base-model name, e.g. prepared:smoke")
+
+
+def _check_perception(t: TrainConfig, where: str) -> None:
+    """PAPO's settings (TRL PAPOConfig's own checks, plus the clip and patch size)."""
+    from repro.losses.perception import IMAGE_MASKS
+
+    _check_name(where, "train.mask_type", t.mask_type, IMAGE_MASKS)
+    if not 0.0 <= t.mask_ratio <= 1.0:
+        raise ConfigError(f"{where}: train.mask_ratio: is {t.mask_ratio}; it must be in [0, 1]")
+    for key in ("perception_loss_weight", "der_loss_weight1", "der_loss_weight2"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"{where}: train.{key}: is {getattr(t, key)}; it must be ≥ 0 (the sign is in the loss)")
+    if t.perception_kl_clip <= 0:
+        raise ConfigError(f"{where}: train.perception_kl_clip: is {t.perception_kl_clip}; it must be positive")
+    if t.mask_patch_size is not None and t.mask_patch_size < 1:
+        raise ConfigError(f"{where}: train.mask_patch_size: is {t.mask_patch_size}; it must be ≥ 1 or null")
 
 
 def _check_benchmarks(ev: EvalConfig, where: str) -> None:

@@ -30,6 +30,18 @@ class TinyModelSpec:
 
 
 @dataclass(frozen=True)
+class VisionSpec:
+    """A vision tower for the tiny model (repro/models/tiny_vl.py: LLaVA = CLIP tower + projector + the Llama)."""
+
+    image_size: int = 28
+    patch_size: int = 7
+    vision_hidden_size: int = 64
+    vision_intermediate_size: int = 128
+    vision_layers: int = 2
+    vision_heads: int = 4
+
+
+@dataclass(frozen=True)
 class SFTSpec:
     steps: int = 950
     batch_size: int = 128
@@ -44,6 +56,7 @@ class BaseModelConfig:
     template: str = "raw"
     answer_style: str = "plain"
     model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    vision: VisionSpec | None = None  # set: a vision-language base model for a visual task (PAPO)
     sft: SFTSpec = field(default_factory=SFTSpec)
     eval: EvalConfig = field(default_factory=EvalConfig)
     accuracy_band: list[float] = field(default_factory=lambda: [0.10, 0.60])
@@ -69,14 +82,23 @@ def prepare_base(config_path: Path, out: Path) -> dict:
     from repro.eval.synthetic import evaluate_policy
     from repro.models.loading import load_policy
     from repro.models.tiny import build_char_tokenizer, build_tiny_model
+    from repro.models.vision import load_processor
     from repro.runs import _save_model
     from repro.trainers.sft import sft_warm_start
 
     cfg = load_base_config(config_path)
     started = time.time()
     torch.set_num_threads(2)
-    tokenizer = build_char_tokenizer()
-    model = build_tiny_model(tokenizer, **dataclasses.asdict(cfg.model))
+    processor = None
+    if cfg.vision is None:
+        tokenizer = build_char_tokenizer()
+        model = build_tiny_model(tokenizer, **dataclasses.asdict(cfg.model))
+    else:
+        from repro.models.tiny_vl import build_tiny_vl_model, build_vl_processor, build_vl_tokenizer
+
+        tokenizer = build_vl_tokenizer()
+        model = build_tiny_vl_model(tokenizer, **dataclasses.asdict(cfg.model), **dataclasses.asdict(cfg.vision))
+        processor = build_vl_processor(tokenizer, cfg.vision.image_size, cfg.vision.patch_size)
     s = cfg.sft
     curve = sft_warm_start(
         model,
@@ -88,10 +110,12 @@ def prepare_base(config_path: Path, out: Path) -> dict:
         warmup_steps=s.warmup_steps,
         seed=s.seed,
         template=cfg.template,
+        processor=processor,
     )
-    _save_model(model, tokenizer, out / "model")
+    _save_model(model, tokenizer if processor is None else processor, out / "model")
     # Evaluate the saved copy through the real loading path, exactly as every run will load it.
     model, tokenizer = load_policy(str(out / "model"))
+    processor = load_processor(str(out / "model"))
     e = cfg.eval
     result = evaluate_policy(
         model,
@@ -104,6 +128,7 @@ def prepare_base(config_path: Path, out: Path) -> dict:
         top_p=e.top_p,
         max_new_tokens=e.max_new_tokens,
         seed=e.seed,
+        processor=processor,
     )
     write_json(out / "eval.json", result)
     low, high = cfg.accuracy_band

@@ -73,11 +73,14 @@ def train_run(
 
     from repro.data.prompts import load_prompts
     from repro.models.loading import load_policy
+    from repro.models.vision import load_processor
     from repro.rollout.hf import make_backend
 
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
     seed_everything(seed)
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    processor = load_processor(model_path)  # a vision-language policy's; None for text
+    vision = {"processor": processor} if processor is not None else {}
     if cfg.train.cast_lm_head_to_fp32:
         from repro.models.loading import cast_lm_head_to_fp32
 
@@ -102,9 +105,10 @@ def train_run(
         out_dir=out,
         seed=seed,
         ref_model=ref_model,
+        **vision,
     )
     rows = trainer.train(progress=True)
-    _save_model(model, tokenizer, out / "model")
+    _save_model(model, tokenizer if processor is None else processor, out / "model")
     from repro.provenance import collect_provenance
 
     summary = {
@@ -125,6 +129,7 @@ def train_run(
 
 
 def _save_model(model: Any, tokenizer: Any, path: Path) -> None:
+    """Weights and tokenizer (or a VL policy's whole processor, which saves its tokenizer) swapped in at once."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -146,18 +151,23 @@ def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
     from repro.data.synthetic import held_out
     from repro.eval.synthetic import evaluate_policy
     from repro.models.loading import load_policy
+    from repro.models.vision import load_processor
 
     torch.set_num_threads(cfg.resources.threads)
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
     problems = held_out(cfg.eval.task, n=cfg.eval.n_problems, seed=cfg.eval.seed)  # the same problems for every run
     sampling_seed = cfg.eval.seed + run_seed  # sampling noise differs per run, and is shared with its base eval
     model, tokenizer = load_policy(str(run_dir / "model"))
-    result = _evaluate(model, tokenizer, cfg, problems, sampling_seed, evaluate_policy)
+    processor = load_processor(str(run_dir / "model"))
+    result = _evaluate(model, tokenizer, cfg, problems, sampling_seed, evaluate_policy, processor)
     result["sampling_seed"] = sampling_seed
     if cfg.model.name_or_path.startswith(PREPARED):
         # The warm start, scored on the same problems with the same sampling seed: a paired baseline.
-        base_model, base_tokenizer = load_policy(resolve_model_path(cfg.model.name_or_path))
-        base = _evaluate(base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy)
+        base_path = resolve_model_path(cfg.model.name_or_path)
+        base_model, base_tokenizer = load_policy(base_path)
+        base = _evaluate(
+            base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy, load_processor(base_path)
+        )
         result["base"] = {
             k: base[k] for k in ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "mean_response_length")
         }
@@ -166,7 +176,13 @@ def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
 
 
 def _evaluate(
-    model: Any, tokenizer: Any, cfg: RunConfig, problems: list[Any], seed: int, evaluate_policy: Any
+    model: Any,
+    tokenizer: Any,
+    cfg: RunConfig,
+    problems: list[Any],
+    seed: int,
+    evaluate_policy: Any,
+    processor: Any = None,
 ) -> dict[str, Any]:
     return evaluate_policy(
         model,
@@ -179,6 +195,7 @@ def _evaluate(
         top_p=cfg.eval.top_p,
         max_new_tokens=cfg.eval.max_new_tokens,
         seed=seed,
+        processor=processor,
     )
 
 

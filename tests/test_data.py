@@ -25,7 +25,7 @@ GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "math" /
 
 
 def test_registry_lists_the_tasks_and_suggests_on_typos() -> None:
-    assert TASKS.names() == ["addition", "addition_working"]
+    assert TASKS.names() == ["addition", "addition_working", "count_colour"]
     with pytest.raises(RegistryError, match="Did you mean 'addition'"):
         TASKS.get("adition")
 
@@ -67,16 +67,16 @@ def test_hand_example_of_the_working_format() -> None:
 def test_held_out_is_distinct_fixed_and_prefix_stable() -> None:
     for task in TASKS.names():
         held = held_out(task)
-        assert len(held) == HELD_OUT_N == len({p.prompt for p in held})
+        assert len(held) == HELD_OUT_N == len({p.key for p in held})  # key = prompt (and image, visual tasks)
         assert held == held_out(task)
         assert held_out(task, n=50) == held[:50]  # a smaller evaluation set is still excluded from training
 
 
 def test_training_problems_never_contain_held_out_prompts() -> None:
     for task in TASKS.names():
-        held = {p.prompt for p in held_out(task)}
+        held = {p.key for p in held_out(task)}
         train = make_train(task, 20_000, seed=0)
-        assert len(train) == 20_000 and not held & {p.prompt for p in train}
+        assert len(train) == 20_000 and not held & {p.key for p in train}
     # addition_working has small prompts that recur; the exclusion must actually remove some draws
     raw = {p.prompt for p in TASKS.get("addition_working").make(20_000, seed=1)}
     assert raw & {p.prompt for p in held_out("addition_working")}

@@ -4,14 +4,17 @@ A `Problem` holds the prompt, the gold answer the grader checks, and the SFT tar
 a warm start learns, without EOS). Training problems never include the held-out evaluation prompts:
 `held_out(task)` is the first HELD_OUT_N distinct prompts of the HELD_OUT_SEED stream, and
 `make_train` skips them (an evaluation on held_out(task, n ≤ HELD_OUT_N) is therefore disjoint).
+A visual task's problems also carry an image (repro/data/visual.py); their identity is (prompt, image).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
+from typing import Any
 
+from repro.data.visual import count_colour
 from repro.registry import Registry
 
 
@@ -21,30 +24,37 @@ class Problem:
     prompt: str
     answer: str
     target: str = ""  # SFT completion (no EOS); empty for loaded datasets
+    image: Any = None  # visual tasks: a repro.data.visual.Image the prompt's <image> placeholder stands for
+
+    @property
+    def key(self) -> Hashable:
+        """What makes two problems the same: the prompt, and the image when there is one."""
+        return self.prompt if self.image is None else (self.prompt, self.image)
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    sample: Callable[[random.Random], tuple[str, str, str]]  # rng -> (prompt, answer, target)
+    sample: Callable[[random.Random], tuple[Any, ...]]  # rng -> (prompt, answer, target[, image])
     answer_style: str
 
     def make(
         self, n: int, seed: int, exclude: Collection[str] = frozenset(), *, distinct: bool = False
     ) -> list[Problem]:
-        """n problems from the seed's stream, skipping `exclude`d prompts (and repeats when `distinct`)."""
+        """n problems from the seed's stream, skipping `exclude`d keys (and repeats when `distinct`)."""
         rng = random.Random(seed)
         skip = set(exclude)
         problems: list[Problem] = []
         for _ in range(1000 * n + 1000):  # a small task space with a big exclude set must not hang
             if len(problems) == n:
                 return problems
-            prompt, answer, target = self.sample(rng)
-            if prompt in skip:
+            prompt, answer, target, *image = self.sample(rng)
+            problem = Problem(f"{self.name}-{seed}-{len(problems)}", prompt, answer, target, *image)
+            if problem.key in skip:
                 continue
             if distinct:
-                skip.add(prompt)
-            problems.append(Problem(f"{self.name}-{seed}-{len(problems)}", prompt, answer, target))
+                skip.add(problem.key)
+            problems.append(problem)
         raise ValueError(f"task {self.name!r} could not produce {n} problems outside the excluded set")
 
 
@@ -75,6 +85,7 @@ def _addition_working(rng: random.Random) -> tuple[str, str, str]:
 
 TASKS.add("addition", Task("addition", _addition, answer_style="plain"))
 TASKS.add("addition_working", Task("addition_working", _addition_working, answer_style="hash"))
+TASKS.add("count_colour", Task("count_colour", count_colour, answer_style="plain"))  # visual (PAPO smoke tier)
 
 
 def held_out(task: str, n: int = HELD_OUT_N, seed: int = HELD_OUT_SEED) -> list[Problem]:
@@ -83,8 +94,8 @@ def held_out(task: str, n: int = HELD_OUT_N, seed: int = HELD_OUT_SEED) -> list[
 
 
 def make_train(task: str, n: int, seed: int, exclude: Collection[str] | None = None) -> list[Problem]:
-    """Training problems without the `exclude`d prompts (default: the held-out set's prompts)."""
+    """Training problems without the `exclude`d keys (default: the held-out set's `Problem.key`s)."""
     if exclude is None:
-        exclude = {p.prompt for p in held_out(task)}
+        exclude = {p.key for p in held_out(task)}
     # Disjointness comes from `exclude`; the seed + 1 offset only keeps existing runs' data unchanged.
     return TASKS.get(task).make(n, seed + 1, exclude)

@@ -30,8 +30,12 @@ def generate_completions(
     top_k: int = 0,
     max_new_tokens: int = 8,
     batch_size: int = 256,
+    extra_inputs: dict[str, torch.Tensor] | None = None,
 ) -> tuple[list[str], list[int]]:
-    """(completion texts cut at the first EOS, their lengths in tokens incl. EOS), batched, left-padded."""
+    """(completion texts cut at the first EOS, their lengths in tokens incl. EOS), batched, left-padded.
+
+    `extra_inputs` are row-aligned with `prompts` (a vision-language policy's pixel_values) and sliced alike.
+    """
     tokenizer.padding_side = "left"
     texts: list[str] = []
     lengths: list[int] = []
@@ -44,8 +48,10 @@ def generate_completions(
         enc = tokenizer(
             prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
         )
+        extra = {k: v[start : start + batch_size] for k, v in (extra_inputs or {}).items()}
         out = model.generate(
             **enc,
+            **extra,
             max_new_tokens=max_new_tokens,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
@@ -74,19 +80,31 @@ def evaluate_policy(
     max_new_tokens: int = 8,
     batch_size: int = 256,
     seed: int = 0,
+    processor: Any = None,
 ) -> dict[str, Any]:
-    """Greedy accuracy, avg@k / pass@k (Chen et al. unbiased, n = k) / maj@k over k samples, and per-item records."""
+    """Greedy accuracy, avg@k / pass@k (Chen et al. unbiased, n = k) / maj@k over k samples, and per-item records.
+
+    Problems with images need the vision-language policy's `processor` (repro/models/vision.py).
+    """
     if not problems or k < 1:
         raise ValueError(f"evaluate_policy needs at least one problem and k >= 1 (got {len(problems)}, k={k})")
     model.eval()
     torch.manual_seed(seed)
     prompts = [render(template, p.prompt, tokenizer) for p in problems]
+    extra: dict[str, torch.Tensor] = {}
+    if getattr(problems[0], "image", None) is not None:
+        if processor is None:
+            raise ValueError("these problems carry images; evaluate_policy needs the model's processor")
+        from repro.models.vision import encode_images
+
+        prompts, extra = encode_images(processor, prompts, [p.image for p in problems])
     common = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    greedy, _ = generate_completions(model, tokenizer, prompts, sample=False, **common)
+    greedy, _ = generate_completions(model, tokenizer, prompts, sample=False, extra_inputs=extra, **common)
     sampled, lengths = generate_completions(
         model,
         tokenizer,
         [p for p in prompts for _ in range(k)],  # prompt-major: problem i owns samples [i*k, (i+1)*k)
+        extra_inputs={key: v.repeat_interleave(k, dim=0) for key, v in extra.items()},
         sample=True,
         temperature=temperature,
         top_p=top_p,

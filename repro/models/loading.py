@@ -22,9 +22,12 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     """(model, tokenizer) for a local directory or a hub id; pad = EOS when missing, left padding.
 
     A path that looks local (starts with '.', '/', '~' or has more than one '/') must exist. A hub id
-    passes through to from_pretrained; offline, a model missing from the cache is a ConfigError.
+    passes through to from_pretrained; offline, a model missing from the cache is a ConfigError. A
+    vision-language checkpoint loads as AutoModelForImageTextToText (its processor: models/vision.py).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+    from repro.models.vision import is_vision_language
 
     if dtype not in DTYPES:
         raise ConfigError(f"model.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -36,7 +39,9 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     source = expanded if is_local else name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        auto = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
+        model = auto.from_pretrained(source, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     except OSError as e:
         if not is_local and hub_offline():
             raise ConfigError(

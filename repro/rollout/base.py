@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -27,6 +27,8 @@ class RolloutBatch:
     sampler_logprobs: torch.Tensor  # [N, T] log-prob of each sampled token under the sampling distribution
     truncated: torch.Tensor  # [N] bool: no EOS within max_new_tokens
     completions: list[str]  # decoded completion text (without the EOS)
+    # Row-aligned model inputs beyond the text (a VL policy's pixel_values [N, C, H, W]); empty for text.
+    extra_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def completion_lengths(self) -> torch.Tensor:
@@ -43,6 +45,7 @@ class RolloutBatch:
             self.sampler_logprobs[rows],
             self.truncated[rows],
             [self.completions[i] for i in idx],
+            {k: v[rows] for k, v in self.extra_inputs.items()},
         )
 
 
@@ -65,13 +68,26 @@ def concat_batches(batches: list[RolloutBatch], pad_id: int) -> RolloutBatch:
         torch.cat([right(b.sampler_logprobs, T, 0.0) for b in batches]),
         torch.cat([b.truncated for b in batches]),
         [c for b in batches for c in b.completions],
+        _concat_extra([b.extra_inputs for b in batches]),
     )
+
+
+def _concat_extra(extras: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Row-wise concatenation of every batch's extra inputs (same keys and per-row shapes required)."""
+    keys = set(extras[0])
+    if any(set(e) != keys for e in extras):
+        raise ValueError("batches with different extra inputs cannot be concatenated")
+    return {k: torch.cat([e[k] for e in extras]) for k in sorted(keys)}
 
 
 class RolloutBackend(Protocol):
     """Generates G completions per prompt. A vLLM backend implements the same two methods."""
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch: ...
+    def generate(
+        self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
+    ) -> RolloutBatch:
+        """`extra_inputs`: row-aligned with `prompts` (e.g. pixel_values), repeated G times like the prompts."""
+        ...
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Called after every optimizer step; a backend with its own weights copies them here."""

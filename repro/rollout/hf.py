@@ -26,7 +26,9 @@ class HFRollout:
         self.model = model  # same object: nothing to copy
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
+    def generate(
+        self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
+    ) -> RolloutBatch:
         tok = self.tokenizer
         tok.padding_side = "left"
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -37,6 +39,7 @@ class HFRollout:
         G = params.num_generations
         prompt_ids = prompt_ids.repeat_interleave(G, dim=0)  # [N, P], prompt-major groups
         prompt_mask = prompt_mask.repeat_interleave(G, dim=0)
+        extra = {k: v.repeat_interleave(G, dim=0) for k, v in (extra_inputs or {}).items()}  # [N, ...]
         was_training = self.model.training
         self.model.eval()
         out = self.model.generate(
@@ -52,6 +55,7 @@ class HFRollout:
             pad_token_id=tok.pad_token_id,
             output_scores=True,
             return_dict_in_generate=True,
+            **extra,
         )
         self.model.train(was_training)
         completion_ids = out.sequences[:, prompt_ids.size(1) :]  # [N, T]
@@ -63,7 +67,7 @@ class HFRollout:
             completion_ids * completion_mask + tok.pad_token_id * (1 - completion_mask), skip_special_tokens=True
         )
         return RolloutBatch(
-            prompt_ids, prompt_mask, completion_ids, completion_mask.float(), sampler_logprobs, truncated, texts
+            prompt_ids, prompt_mask, completion_ids, completion_mask.float(), sampler_logprobs, truncated, texts, extra
         )
 
 
@@ -108,8 +112,10 @@ class MismatchedHFRollout:
             mine.copy_(w)
         self.syncs += 1
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
-        return self.inner.generate(prompts, params)
+    def generate(
+        self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
+    ) -> RolloutBatch:
+        return self.inner.generate(prompts, params, extra_inputs)
 
 
 def backend_options(name: str) -> list[str]:

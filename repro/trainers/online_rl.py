@@ -33,6 +33,7 @@ from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
 from repro.trainers.logprobs import completion_logprobs
+from repro.trainers.perception import make_probe
 
 
 @dataclass
@@ -63,12 +64,15 @@ class OnlineRLTrainer:
         seed: int,
         ref_model: torch.nn.Module | None = None,
         group_filter: GroupFilterFn | None = None,
+        processor: Any = None,  # a vision-language policy's processor (prompts then carry images)
     ) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.model, self.tok, self.rollout, self.ref_model = model, tokenizer, rollout, ref_model
         self.prompts = prompts
         self.out_dir = Path(out_dir)
         self.seed = seed
+        self.processor = processor
+        self.perception = make_probe(cfg.train, processor, model, seed)  # PAPO; None for text policies
         self.group_filter = group_filter or GROUP_FILTERS.get("dynamic_sampling" if self.t.dynamic_sampling else "none")
         self.rewards = [
             RewardTerm(n, float(s.get("weight", 1.0)), reward_params(cfg, n)) for n, s in cfg.rewards.items()
@@ -122,7 +126,13 @@ class OnlineRLTrainer:
     def _generate_scored(self, problems: list[Any]) -> GenerationResult:
         G = self.t.num_generations
         texts = [render(self.cfg.data.template, p.prompt, self.tok) for p in problems]
-        batch = self.rollout.generate(texts, self.sampling)
+        if self.processor is not None and getattr(problems[0], "image", None) is not None:  # VL: prompts' images
+            from repro.models.vision import encode_images
+
+            texts, extra = encode_images(self.processor, texts, [p.image for p in problems])
+            batch = self.rollout.generate(texts, self.sampling, extra)
+        else:
+            batch = self.rollout.generate(texts, self.sampling)
         answers = [p.answer for p in problems for _ in range(G)]
         lengths = batch.completion_lengths.long().tolist()
         total = torch.zeros(len(answers))
@@ -232,15 +242,18 @@ class OnlineRLTrainer:
             max_completion_length=t.max_completion_length,
         )
         old_logp = ref_logp = None
+        extra = b.extra_inputs  # row-aligned image inputs of a VL policy; {} for text
         with torch.no_grad():
             if self.needs_old_logp:
                 old_logp, _ = completion_logprobs(
-                    self.model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, t.temperature
-                )
+                    self.model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, t.temperature,
+                    extra_inputs=extra,
+                )  # fmt: skip
             if t.beta != 0.0 and self.ref_model is not None:
                 ref_logp, _ = completion_logprobs(
-                    self.ref_model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, t.temperature
-                )
+                    self.ref_model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, t.temperature,
+                    extra_inputs=extra,
+                )  # fmt: skip
         rewards = gen.rewards  # [N]
         if t.kl_in_reward and t.beta != 0.0:  # needs_old_logp holds in this case
             if ref_logp is None:
@@ -266,6 +279,8 @@ class OnlineRLTrainer:
                 stats = self._grad_variance(b, mask, other, old_logp, ref_logp, rho)
                 gen_metrics.update({f"{k}_{name}": v for k, v in stats.items()})
         N = advantages.numel()
+        # PAPO: every row's image masked once per generation (own RNG: the shuffle below is unchanged)
+        masked = self.perception.masked_inputs(extra, self.step) if self.perception and extra else None
         order = torch.randperm(N)  # shuffle rows so micro-batches mix groups (as TRL does)
         chunks = [c for c in torch.tensor_split(order, t.spg) if len(c)]
         self.model.train()
@@ -280,6 +295,7 @@ class OnlineRLTrainer:
                     b.completion_mask[rows],
                     t.temperature,
                     with_entropy=True,
+                    extra_inputs={k: v[rows] for k, v in extra.items()},
                 )  # [n, T]
                 m = mask[rows]
                 out = policy_loss(
@@ -292,10 +308,18 @@ class OnlineRLTrainer:
                     ref_logp=None if ref_logp is None else ref_logp[rows],
                     rollout_weight=None if rho is None else rho[rows],
                 )
-                out.loss.backward()
+                loss, stats = out.loss, dict(out.metrics)
+                if masked is not None:  # PAPO's perception and double-entropy terms (measured only under GRPO)
+                    ids = (b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows])
+                    rows_masked = {k: v[rows] for k, v in masked.items()}
+                    extra_loss, papo_stats = self.perception.loss(
+                        self.model, ids, rows_masked, logp, m, ctx, t.aggregation, t.temperature
+                    )
+                    loss = loss if extra_loss is None else loss + extra_loss
+                    stats.update(papo_stats)
+                loss.backward()
                 full = b.completion_mask[rows]
-                stats = dict(out.metrics)
-                stats["loss"] = out.loss.item() * t.gradient_accumulation_steps
+                stats["loss"] = loss.item() * t.gradient_accumulation_steps
                 stats["entropy"] = float((entropy * full).sum() / full.sum().clamp(min=1))
                 if old_logp is None and self._first_window:  # on-policy: this window's log-probs are pre-update
                     gen_metrics["logprob_gap"] = _masked_mean((logp.detach() - b.sampler_logprobs[rows]).abs(), full)
@@ -325,7 +349,7 @@ class OnlineRLTrainer:
         def half_loss(rows: torch.Tensor) -> torch.Tensor:
             logp, _ = completion_logprobs(
                 self.model, b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows],
-                t.temperature,
+                t.temperature, extra_inputs={k: v[rows] for k, v in b.extra_inputs.items()},
             )  # fmt: skip
             m = mask[rows]
             ctx = AggregationContext(1, 1, float(m.sum()), t.max_completion_length)

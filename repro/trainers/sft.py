@@ -48,14 +48,16 @@ def sft_warm_start(
     seed: int = 0,
     template: str = "raw",
     progress: bool = True,
+    processor: Any = None,
 ) -> list[dict[str, float]]:
     """Train `model` in place; returns the loss curve [{"step", "loss", "lr"}]. Deterministic for a seed.
 
     Each step draws `batch_size` fresh problems (held-out prompts excluded) and minimises the mean
-    cross-entropy over target + EOS tokens (the prompt is masked).
+    cross-entropy over target + EOS tokens (the prompt is masked). A visual task's images go through the
+    vision-language model's `processor` (repro/models/vision.py) and into the forward as pixel_values.
     """
     sampler = TASKS.get(task)
-    exclude = frozenset(p.prompt for p in held_out(task))
+    exclude = frozenset(p.key for p in held_out(task))
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98))
@@ -64,9 +66,13 @@ def sft_warm_start(
     curve = []
     for step in progress_bar(iterable=range(steps), desc="sft", disable=not progress):
         problems = sampler.make(batch_size, rng.randrange(2**31), exclude)
-        batch = completion_batch(
-            tokenizer, [render(template, p.prompt, tokenizer) for p in problems], [p.target for p in problems]
-        )
+        prompts = [render(template, p.prompt, tokenizer) for p in problems]
+        extra: dict[str, torch.Tensor] = {}
+        if processor is not None:
+            from repro.models.vision import encode_images
+
+            prompts, extra = encode_images(processor, prompts, [p.image for p in problems])
+        batch = {**completion_batch(tokenizer, prompts, [p.target for p in problems]), **extra}
         loss = model(**batch).loss
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"SFT loss is {loss.item()} at step {step}; lower the learning rate")
