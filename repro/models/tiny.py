@@ -8,6 +8,7 @@ so digits never merge (a BPE makes addition much harder to learn, §1).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -46,18 +47,16 @@ def build_char_tokenizer(model_max_length: int = 256) -> PreTrainedTokenizerFast
     return hf
 
 
-def build_tiny_model(
-    tokenizer: PreTrainedTokenizerFast,
-    *,
-    hidden_size: int = 128,
-    intermediate_size: int = 512,
-    num_hidden_layers: int = 4,
-    num_attention_heads: int = 4,
-    max_position_embeddings: int = 256,
-    seed: int = 0,
-) -> LlamaForCausalLM:
-    """A randomly initialised Llama with tied embeddings (1.06M parameters at the defaults), seeded."""
-    config = LlamaConfig(
+def llama_config(
+    tokenizer: Any,
+    hidden_size: int,
+    intermediate_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    max_position_embeddings: int,
+) -> LlamaConfig:
+    """The tiny Llama's config (tied embeddings, the tokenizer's special ids): the text model of both tiny policies."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
@@ -69,6 +68,22 @@ def build_tiny_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    hidden_size: int = 128,
+    intermediate_size: int = 512,
+    num_hidden_layers: int = 4,
+    num_attention_heads: int = 4,
+    max_position_embeddings: int = 256,
+    seed: int = 0,
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama with tied embeddings (1.06M parameters at the defaults), seeded."""
+    config = llama_config(
+        tokenizer, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, max_position_embeddings
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
 from repro.data.visual import IMAGE_TOKEN
-from repro.models.tiny import build_char_tokenizer
+from repro.models.tiny import build_char_tokenizer, llama_config
 
 
 def build_vl_tokenizer(model_max_length: int = 256) -> Any:
@@ -71,18 +71,8 @@ def build_tiny_vl_model(
         patch_size=patch_size,
         projection_dim=vision_hidden_size,
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_attention_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    text = llama_config(
+        tokenizer, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, max_position_embeddings
     )
     config = LlavaConfig(
         vision_config=vision,
