@@ -65,7 +65,7 @@ rule paper:
 
 rule prepare_base:
     input:
-        "configs/base/{base}.yaml",
+        lambda wildcards: wf.base_inputs(wildcards.base),
     output:
         "results/base/{base}/prepare.json",
     log:
@@ -76,7 +76,7 @@ rule prepare_base:
     conda:
         "envs/repro.yaml"
     shell:
-        "{params.python} -m repro prepare --config {input} --out results/base/{wildcards.base} > {log} 2>&1"
+        "{params.python} -m repro prepare --config configs/base/{wildcards.base}.yaml --out results/base/{wildcards.base} > {log} 2>&1"
 
 
 rule train:

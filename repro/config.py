@@ -309,19 +309,41 @@ def merged_paper_config(paper_dir: Path, tier: str, variant: str) -> dict[str, A
 # ----------------------------------------------------------------------------- validation
 
 
-def load_paper_config(paper_dir: str | Path, tier: str, variant: str) -> RunConfig:
+def load_paper_config(paper_dir: str | Path, tier: str, variant: str) -> Any:
+    """The validated config of one run: a RunConfig, or a PreferenceRunConfig for `trainer: preference`."""
     paper_dir = Path(paper_dir)
     where = f"{paper_dir.name} tier={tier} variant={variant}"
     return resolve(merged_paper_config(paper_dir, tier, variant), where)
 
 
-def load_config_file(path: str | Path) -> RunConfig:
+def load_config_file(path: str | Path) -> Any:
     return resolve(read_layer(Path(path)), str(path))
 
 
-def resolve(raw: dict[str, Any], where: str) -> RunConfig:
-    """Validate a merged mapping and expand the preset; raises ConfigError with a fix-it message."""
+def load_resolved(path: Path) -> Any:
+    """A run's config.resolved.yaml back into its dataclasses (every field explicit, so no preset expansion)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(raw, dict) and raw.get("trainer") == "preference":
+        from repro.preference_config import PreferenceRunConfig
+
+        return from_dict(PreferenceRunConfig, raw, str(path))
+    return from_dict(RunConfig, raw, str(path))
+
+
+def resolve(raw: dict[str, Any], where: str) -> Any:
+    """Validate a merged mapping and expand the preset; raises ConfigError with a fix-it message.
+
+    `trainer: preference` selects the offline preference config (repro/preference_config.py); anything else
+    is an online-RL run (RunConfig).
+    """
     raw = dict(raw)
+    trainer = raw.pop("trainer", "online_rl")
+    if trainer == "preference":
+        from repro.preference_config import resolve_preference
+
+        return resolve_preference({**raw, "trainer": trainer}, where)
+    if trainer != "online_rl":
+        raise ConfigError(f"{where}: trainer: {trainer!r} is not one of online_rl, preference")
     rewards = raw.get("rewards") or {}
     if not isinstance(rewards, dict):
         raise ConfigError(f"{where}: rewards must be a mapping of reward name -> {{weight, params}}")
@@ -537,9 +559,9 @@ def reward_params(cfg: RunConfig, name: str) -> dict[str, Any]:
     return params
 
 
-def config_hash(cfg: RunConfig) -> str:
+def config_hash(cfg: Any) -> str:
     return hashlib.sha256(dump(cfg).encode()).hexdigest()[:16]
 
 
-def dump(cfg: RunConfig) -> str:
+def dump(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

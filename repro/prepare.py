@@ -76,6 +76,17 @@ def load_base_config(path: Path) -> BaseModelConfig:
 
 
 def prepare_base(config_path: Path, out: Path) -> dict:
+    """A tiny warm-started base model, or (`kind: preference_data`) preference samples from a prepared one."""
+    if config_path.is_file() and (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("kind") == (
+        "preference_data"
+    ):
+        from repro.data.preference_synthetic import prepare_preference_data
+
+        return prepare_preference_data(config_path, out)
+    return _prepare_model(config_path, out)
+
+
+def _prepare_model(config_path: Path, out: Path) -> dict:
     import torch
 
     from repro.data.synthetic import held_out

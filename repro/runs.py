@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.config import RunConfig, config_hash, dump, load_paper_config
+from repro.config import RunConfig, config_hash, dump, load_paper_config, load_resolved
 from repro.io import read_json, write_json, write_text
 from repro.schema import ConfigError
 from repro.workflow import PREPARED
@@ -67,6 +67,12 @@ def train_run(
             f"the DAG expected model {expect_model!r} but the config names {cfg.model.name_or_path!r}; rerun snakemake"
         )
     model_path = resolve_model_path(cfg.model.name_or_path)
+    from repro.preference_config import PreferenceRunConfig
+
+    if isinstance(cfg, PreferenceRunConfig):
+        from repro.runs_preference import train_preference_run
+
+        return train_preference_run(cfg, paper, tier, variant, seed, out, model_path)
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
@@ -140,12 +146,14 @@ def _save_model(model: Any, tokenizer: Any, path: Path) -> None:
 
 def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
     import torch
-    import yaml
 
-    from repro.schema import from_dict
+    cfg = load_resolved(run_dir / "config.resolved.yaml")
+    from repro.preference_config import PreferenceRunConfig
 
-    raw = yaml.safe_load((run_dir / "config.resolved.yaml").read_text(encoding="utf-8"))
-    cfg = from_dict(RunConfig, raw, str(run_dir / "config.resolved.yaml"))
+    if isinstance(cfg, PreferenceRunConfig):
+        from repro.runs_preference import eval_preference_run
+
+        return eval_preference_run(run_dir, cfg, out)
     if not cfg.eval.task:
         raise ConfigError(f"{run_dir}: eval.task is not set; name the synthetic task to evaluate on")
     from repro.data.synthetic import held_out
@@ -210,13 +218,10 @@ def benchmark_overrides(cfg: RunConfig, name: str, tier: str) -> dict[str, Any]:
 
 def bench_run(run_dir: Path, name: str, out: Path) -> dict[str, Any]:
     """Score a finished run's checkpoint on one benchmark through lm-eval; reuse `out` if its cache key matches."""
-    import yaml
 
     from repro.eval.benchmark import data_dir, get_benchmark, items_hash, load_items, protocol_hash
-    from repro.schema import from_dict
 
-    raw = yaml.safe_load((run_dir / "config.resolved.yaml").read_text(encoding="utf-8"))
-    cfg = from_dict(RunConfig, raw, str(run_dir / "config.resolved.yaml"))
+    cfg = load_resolved(run_dir / "config.resolved.yaml")
     summary = read_json(run_dir / "summary.json")
     bench = get_benchmark(name)
     protocol = bench.resolve(benchmark_overrides(cfg, name, str(summary.get("tier", ""))), str(run_dir))

@@ -45,15 +45,25 @@ def run_inputs(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DI
     """Every config file a run reads (tier chain + variant chain) and the prepared base model if any."""
     tier_file, variant_file = paper_layer_paths(papers_dir / paper, tier, variant)
     files = [str(p) for p in layer_files(tier_file) + layer_files(variant_file)]
-    base = prepared_base(paper, tier, variant, papers_dir)
-    if base:
-        files.append(f"results/base/{base}/prepare.json")
+    files += [f"results/base/{base}/prepare.json" for base in prepared_bases(paper, tier, variant, papers_dir)]
     return list(dict.fromkeys(files))
 
 
-def prepared_base(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> str | None:
-    name = str(merged_paper_config(papers_dir / paper, tier, variant).get("model", {}).get("name_or_path", ""))
-    return name[len(PREPARED) :] if name.startswith(PREPARED) else None
+def prepared_bases(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
+    """Prepared bases a run reads: its model's, and a preference run's synthetic pairs (`data.pairs`)."""
+    merged = merged_paper_config(papers_dir / paper, tier, variant)
+    names = [str(merged.get("model", {}).get("name_or_path", "")), str(merged.get("data", {}).get("pairs", ""))]
+    return [n[len(PREPARED) :] for n in names if n.startswith(PREPARED)]
+
+
+def base_inputs(base: str, base_dir: Path = Path("configs/base")) -> list[str]:
+    """What `prepare` of a base reads: its config, and for preference samples the policy that samples them."""
+    path = base_dir / f"{base}.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    files = [str(path)]
+    if isinstance(raw, dict) and raw.get("kind") == "preference_data" and raw.get("policy"):
+        files.append(f"results/base/{raw['policy']}/prepare.json")
+    return files
 
 
 def resources(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> dict[str, int]:

@@ -29,6 +29,24 @@ CURVE_FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "length_by_correctness": ("Response length of correct / incorrect answers", ("len_correct", "len_incorrect")),
     "grad_var": ("Split-half gradient variance tr Cov(ĝ)", ("grad_var",)),
     "sampler_gap": ("Sampler vs trainer: |Δ log-prob| and mean IS ratio", ("logprob_gap", "is_ratio_mean")),
+    # preference runs (repro/trainers/preference.py)
+    "implicit_rewards": (
+        "Implicit rewards of chosen / rejected (training pairs)",
+        ("rewards_chosen", "rewards_rejected"),
+    ),
+    "implicit_margin": ("Implicit-reward margin (training pairs)", ("margin",)),
+    "log_ratios": (
+        "Likelihood displacement: ρ = log π − log π_ref of chosen / rejected (training pairs)",
+        ("logratio_chosen", "logratio_rejected"),
+    ),
+    "unpaired_rewards": (
+        "Unpaired rewards of desirable / undesirable rows, and BCO's shift δ",
+        ("rewards_desirable", "rewards_undesirable", "delta"),
+    ),
+    "frontier_terms": (
+        "Held-out samples during training: gold reward and KL(π‖π_ref)",
+        ("eval_gold_reward", "eval_kl"),
+    ),
 }
 BAND_DESCRIPTION = "mean over seeds, min–max band, moving average over 2.5% of steps"
 SMOOTHING_FRACTION = 0.025  # per-step RL metrics are noisy; a short moving average shows the trend
@@ -171,6 +189,43 @@ def plot_scaling_fits(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Sigmoidal compute–performance fits (ScaleRL); faint: the measured curve", fontsize=9)
+    return _save(fig, out_path)
+
+
+def plot_frontier(
+    curves_by_variant: dict[str, list[Curve]], summary: dict[str, Any] | None, out_path: Path
+) -> Path | None:
+    """Gold reward against KL(π‖π_ref): each variant's training trajectory (mean over seeds at each evaluated
+    step), its final per-seed evaluations as markers, and the reference policy as a star (DPO Fig. 2 left)."""
+    if not summary:
+        return None
+    colors = _variant_colors(list(curves_by_variant))
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for variant, curves in curves_by_variant.items():
+        kl, gold = seed_band(curves, "eval_kl"), seed_band(curves, "eval_gold_reward")
+        if kl is not None and gold is not None and len(kl.mean) == len(gold.mean):
+            ax.plot(
+                kl.mean, gold.mean, color=colors[variant], lw=1.2, alpha=0.8, marker=".", label=f"{variant} (training)"
+            )
+        finals = [
+            p
+            for p in summary.get("points", {}).get(variant, [])
+            if p["kl"] is not None and p["gold_reward"] is not None
+        ]
+        if finals:
+            ax.scatter([p["kl"] for p in finals], [p["gold_reward"] for p in finals], color=colors[variant], marker="o",
+                       edgecolor="black", s=36, zorder=3, label=f"{variant} (final, per seed)")  # fmt: skip
+    ref = (summary.get("reference") or {}).get("gold_reward")
+    if ref is not None:
+        ax.scatter([0.0], [ref], marker="*", s=160, color="black", zorder=4, label="reference (SFT)")
+    if not ax.has_data():
+        return None
+    ax.set_xlabel("KL(π‖π_ref) per completion (nats)")
+    ax.set_ylabel("gold reward of samples")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle("Reward/KL frontier on held-out prompts", fontsize=9)
     return _save(fig, out_path)
 
 

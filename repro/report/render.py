@@ -15,6 +15,7 @@ from typing import Any
 from repro.io import read_json, read_jsonl_tolerant, write_text
 from repro.provenance import UNKNOWN
 from repro.report import plots
+from repro.report.alignment import alignment_section
 from repro.report.targets import PaperMeta, load_paper_meta
 
 TIER_SCALE = {
@@ -54,6 +55,7 @@ def render_report(
         fit_figure = plots.plot_scaling_fits(
             curves, result["scaling_fits"], fit_meta["metric"], figures_dir / "scaling_fit.png"
         )
+    frontier = plots.plot_frontier(curves, result.get("alignment"), figures_dir / "frontier.png")
     parts = [
         header_section(meta, result, tier),
         settings_section(result),
@@ -61,6 +63,7 @@ def render_report(
         claims_section(result),
         ablation_section(result, tier, ablation_figure, out.parent),
         scaling_fit_section(result, fit_figure, out.parent),
+        alignment_section(result.get("alignment"), frontier, out.parent),
         curves_section(curve_figures, out.parent),
         divergence_section(result, meta.variants),
         provenance_section(result),

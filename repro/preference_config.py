@@ -1,0 +1,188 @@
+"""The configuration of an offline preference run (`trainer: preference`): DPO-family and CPO-style losses.
+
+A paper config selects it with the top-level key `trainer: preference`; `repro.config.resolve` then validates
+the merged YAML into these frozen dataclasses instead of the online-RL ones. The `train:` section takes the
+names of TRL's DPOConfig and CPOConfig (loss_type, beta, label_smoothing, discopop_tau, alpha, simpo_gamma,
+precompute_ref_log_probs, max_length, ...), and the fields TRL 1.16 removed (`max_prompt_length`,
+`max_completion_length`, `aot_pair`) are accepted and mapped: see the field comments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from repro.config import ModelConfig, ResourcesConfig
+from repro.schema import ConfigError, from_dict
+
+# exo_pair's log ε term needs ε > 0 and TRL 1.16 refuses the seed's exo_pair config without it. We default to
+# ε = 1e-3, the value the EXO paper's code and TRL's own tests use, and write it into the resolved config.
+EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
+
+
+@dataclass(frozen=True)
+class PreferenceDataConfig:
+    # "prepared:<name>" (synthetic samples the DAG builds: repro/data/preference_synthetic.py), a local
+    # .jsonl/.json/.parquet file, or a hub dataset id (repro/data/preference_loader.py)
+    pairs: str
+    split: str = "train"
+    eval_split: str = "eval"
+    limit: int | None = None
+    format: Literal["paired", "unpaired"] = "paired"  # unpaired: thumbs up/down rows (BCO)
+    # synthetic data only: how labels are drawn from the gold rewards (make_pairs)
+    preferences: Literal["bradley_terry", "deterministic"] = "bradley_terry"
+    bt_temperature: float = 0.1  # τ in P(y_i ≻ y_j) = σ((r*_i − r*_j)/τ)
+    label_flip: float = 0.0  # share of training labels swapped (robust DPO); held-out labels are never flipped
+    thumbs_up_threshold: float = 1.0  # unpaired: desirable when r* ≥ this
+    data_seed: int = 0  # the labels' seed: the same for every run variant and training seed
+    max_prompt_length: int | None = None  # TRL 1.16 removed it from DPOConfig; prompts keep their last tokens
+    prompt_field: str = "prompt"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+
+
+@dataclass(frozen=True)
+class PreferenceTrainConfig:
+    """TRL DPOConfig / CPOConfig vocabulary."""
+
+    max_steps: int
+    learning_rate: float
+    loss_type: str = "sigmoid"  # a name in repro/losses/preference.py PREFERENCE_LOSSES, or bco_unpaired
+    beta: float = 0.1
+    label_smoothing: float | None = None  # None: 0, except exo_pair (EXO_DEFAULT_LABEL_SMOOTHING)
+    discopop_tau: float = 0.05
+    alpha: float = 0.0  # AlphaPO's reward shape (CPOConfig.alpha)
+    simpo_gamma: float = 0.5  # target margin γ of SimPO / AlphaPO (CPOConfig.simpo_gamma)
+    per_device_train_batch_size: int = 8  # pairs per micro-batch (unpaired: rows)
+    gradient_accumulation_steps: int = 1
+    precompute_ref_log_probs: bool = True  # one pass with the initial policy before training, as TRL does
+    max_length: int | None = None  # prompt + completion tokens, cut from the end (TRL's keep_start)
+    max_completion_length: int | None = None  # CPOConfig's field (removed from DPOConfig in TRL 1.16)
+    lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "linear"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    eval_every: int = 0  # every n steps: gold reward and KL of policy samples on eval prompts (frontier points)
+    eval_prompts: int = 64
+    save_steps: int = 50
+    num_threads: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+
+@dataclass(frozen=True)
+class PreferenceEvalConfig:
+    """Alignment evaluation (repro/eval/alignment.py) and, optionally, math benchmarks through lm-eval."""
+
+    n_prompts: int = 200  # held-out prompts: samples for gold reward, win rate and KL
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+    seed: int = 1234
+    gold_reward: str | None = None  # synthetic data: the gold reward name (repro/data/preference_synthetic.py)
+    # {kind: reward_model, path: ...} (repro/eval/judge.py); null: none (a tier overlay clears the paper's)
+    judge: dict[str, Any] | None = None
+    judged_benchmarks: dict[str, dict[str, Any]] | None = None  # name -> overrides (repro/eval/judge_benchmarks/)
+    benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)  # math suites, as in the RL config
+    data_dir: str | None = None
+    backend: str = "auto"
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class PreferenceRunConfig:
+    trainer: Literal["preference"]
+    model: ModelConfig
+    data: PreferenceDataConfig
+    train: PreferenceTrainConfig
+    eval: PreferenceEvalConfig = field(default_factory=PreferenceEvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    description: str = ""
+
+
+UNPAIRED_LOSSES = ("bco_unpaired",)  # trained on thumbs up/down rows (data.format: unpaired)
+
+
+def resolve_preference(raw: dict[str, Any], where: str) -> PreferenceRunConfig:
+    raw = dict(raw)
+    if raw.pop("rewards", None):
+        raise ConfigError(f"{where}: rewards: a preference run learns from labelled pairs; remove the rewards section")
+    cfg = from_dict(PreferenceRunConfig, raw, where)
+    t = cfg.train
+    if t.label_smoothing is None:
+        eps = EXO_DEFAULT_LABEL_SMOOTHING if t.loss_type == "exo_pair" else 0.0
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, label_smoothing=eps))
+    _check(cfg, where)
+    return cfg
+
+
+def _check(cfg: PreferenceRunConfig, where: str) -> None:
+    from repro.losses.preference import PREFERENCE_LOSSES
+    from repro.registry import unknown_name_message
+
+    t, d = cfg.train, cfg.data
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(f"{where}: {key}: {message}")
+
+    if t.loss_type not in PREFERENCE_LOSSES and t.loss_type not in UNPAIRED_LOSSES:
+        fail(
+            "train.loss_type",
+            unknown_name_message("preference loss_type", t.loss_type, [*PREFERENCE_LOSSES, *UNPAIRED_LOSSES]),
+        )
+    unpaired = t.loss_type in UNPAIRED_LOSSES
+    if unpaired != (d.format == "unpaired"):
+        need = "unpaired" if unpaired else "paired"
+        fail(
+            "data.format",
+            f"is {d.format!r} but loss_type {t.loss_type!r} trains on {need} data; set data.format: {need}",
+        )
+    eps = t.label_smoothing or 0.0
+    if t.loss_type == "exo_pair" and not 0.0 < eps < 1.0:
+        fail("train.label_smoothing", f"is {eps}; exo_pair needs 0 < ε < 1 (log ε term; EXO uses 1e-3)")
+    if t.loss_type == "robust" and not 0.0 <= eps < 0.5:
+        fail("train.label_smoothing", f"is {eps}; robust DPO's flip rate ε must be in [0, 0.5)")
+    if not 0.0 <= eps < 1.0:
+        fail("train.label_smoothing", f"is {eps}; it must be in [0, 1)")
+    for key, value, low in [
+        ("train.max_steps", t.max_steps, 1),
+        ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
+        ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
+        ("train.eval_every", t.eval_every, 0),
+        ("train.eval_prompts", t.eval_prompts, 1),
+        ("eval.n_prompts", cfg.eval.n_prompts, 1),
+        ("eval.samples_per_prompt", cfg.eval.samples_per_prompt, 1),
+        ("eval.max_new_tokens", cfg.eval.max_new_tokens, 1),
+    ]:
+        if value < low:
+            fail(key, f"is {value}; it must be at least {low}")
+    if t.learning_rate <= 0:
+        fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
+    if t.beta <= 0:
+        fail("train.beta", f"is {t.beta}; β scales the implicit reward and must be positive")
+    if t.discopop_tau <= 0:
+        fail("train.discopop_tau", f"is {t.discopop_tau}; it must be positive")
+    if not 0.0 <= d.label_flip < 0.5:
+        fail("data.label_flip", f"is {d.label_flip}; it must be in [0, 0.5)")
+    if d.bt_temperature <= 0:
+        fail("data.bt_temperature", f"is {d.bt_temperature}; it must be positive")
+    if d.pairs.startswith("prepared:") and not cfg.eval.gold_reward:
+        fail("eval.gold_reward", "synthetic pairs need the gold reward to score samples (e.g. digit_match)")
+    if cfg.eval.gold_reward:
+        from repro.data.preference_synthetic import GOLD_REWARDS
+
+        if cfg.eval.gold_reward not in GOLD_REWARDS:
+            fail("eval.gold_reward", unknown_name_message("gold reward", cfg.eval.gold_reward, GOLD_REWARDS.names()))
+    if cfg.eval.benchmarks:
+        from repro.config import EvalConfig, _check_benchmarks
+
+        _check_benchmarks(
+            EvalConfig(benchmarks=cfg.eval.benchmarks, data_dir=cfg.eval.data_dir, backend=cfg.eval.backend), where
+        )

@@ -1,0 +1,97 @@
+"""The alignment part of a preference paper's compare.json and report: the held-out numbers of every variant
+beside the reference (SFT) policy, and the points of the reward/KL frontier (DPO arXiv 2305.18290 Fig. 2).
+
+Runs whose eval.json has no `kl` (online-RL runs) contribute nothing, so RL reports are unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repro.report.claims import mean_ci
+
+# eval.json key -> column title, in the order the table shows them
+ALIGNMENT_METRICS: dict[str, str] = {
+    "gold_reward": "gold reward",
+    "win_rate": "win rate vs ref",
+    "kl": "KL(π‖π_ref)",
+    "sampled_accuracy": "accuracy",
+    "preference_accuracy": "held-out pref. acc.",
+    "logratio_chosen": "ρ chosen",
+    "logratio_rejected": "ρ rejected",
+    "judge_win_rate": "judge win rate",
+}
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def alignment_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """Per variant: mean and seed CI of each alignment metric; per-seed (KL, gold reward) points; the reference."""
+    rows, points = [], {}
+    reference: dict[str, list[float]] = {}
+    for variant, variant_runs in runs.items():
+        evals = [(r.seed, r.eval) for r in variant_runs if isinstance(r.eval, dict) and "kl" in r.eval]
+        if not evals:
+            continue
+        row: dict[str, Any] = {"variant": variant, "n_seeds": len(evals)}
+        for key in ALIGNMENT_METRICS:
+            values = [v for _, e in evals if (v := _finite(e.get(key))) is not None]
+            row[key] = float(np.mean(values)) if values else None
+            row[f"{key}_ci"] = list(ci) if (ci := mean_ci(values)) else None
+        rows.append(row)
+        points[variant] = [
+            {"seed": seed, "kl": _finite(e.get("kl")), "gold_reward": _finite(e.get("gold_reward"))}
+            for seed, e in evals
+        ]
+        for _, e in evals:
+            for key, value in (e.get("base") or {}).items():
+                if (v := _finite(value)) is not None:
+                    reference.setdefault(key, []).append(v)
+    if not rows:
+        return None
+    return {"rows": rows, "points": points, "reference": {k: float(np.mean(v)) for k, v in reference.items()}}
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "—"
+    ci = row.get(f"{key}_ci")
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+
+def alignment_section(summary: dict[str, Any] | None, figure: Path | None, report_dir: Path) -> str:
+    if not summary:
+        return ""
+    keys = [k for k in ALIGNMENT_METRICS if any(r.get(k) is not None for r in summary["rows"])]
+    head = "| variant | seeds | " + " | ".join(ALIGNMENT_METRICS[k] for k in keys) + " |"
+    lines = [
+        "## Alignment evaluation (held-out prompts and pairs)",
+        "Policy samples on held-out prompts, scored by the gold reward; win rate against the reference policy's "
+        "samples with the same seeds (ties ½); KL(π‖π_ref) as the mean of Σ_t log π − log π_ref over the "
+        "policy's samples; held-out preference accuracy under the loss's own implicit reward (gold labels, never "
+        "flipped); ρ = log π − log π_ref of held-out chosen / rejected completions (likelihood displacement). "
+        "Mean over training seeds [95% CI over seeds].",
+        head,
+        "|" + "---|" * (len(keys) + 2),
+    ]
+    ref = summary.get("reference") or {}
+    lines.append("| reference (SFT) | — | " + " | ".join(f"{ref[k]:.3f}" if k in ref else "—" for k in keys) + " |")
+    for row in summary["rows"]:
+        lines.append(f"| {row['variant']} | {row['n_seeds']} | " + " | ".join(_cell(row, k) for k in keys) + " |")
+    if figure is not None:
+        rel = Path(figure).relative_to(report_dir) if Path(figure).is_relative_to(report_dir) else figure
+        lines.append(
+            f"![reward/KL frontier]({rel})\n\nReward/KL frontier: each line follows a variant's mean over seeds "
+            "of the samples scored during training (`train.eval_every`); markers are the final evaluation of "
+            "each seed; the star is the reference policy."
+        )
+    return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])

@@ -1,0 +1,200 @@
+"""The `train` and `eval` verbs for offline preference runs (`trainer: preference`); repro/runs.py dispatches here.
+
+Training data: synthetic pairs labelled from a prepared sample file (`data.pairs: prepared:<name>`,
+repro/data/preference_synthetic.py), or a real preference dataset (local file or hub id,
+repro/data/preference_loader.py). Held-out evaluation uses the same source's eval split, labelled
+deterministically by the gold reward and never flipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+from repro.config import config_hash, dump
+from repro.io import read_json, write_json, write_text
+from repro.preference_config import PreferenceRunConfig
+from repro.schema import ConfigError
+from repro.workflow import PREPARED
+
+BASE_ROOT = Path("results/base")
+
+
+def prepared_data_dir(name_or_path: str) -> Path:
+    """`prepared:<name>` -> results/base/<name> (its prepare.json must exist)."""
+    base = name_or_path[len(PREPARED) :]
+    if not (BASE_ROOT / base / "prepare.json").is_file():
+        raise ConfigError(
+            f"preference data {name_or_path!r} has not been prepared; build it with "
+            f"`snakemake results/base/{base}/prepare.json`"
+        )
+    return BASE_ROOT / base
+
+
+def training_examples(cfg: PreferenceRunConfig) -> list[Any]:
+    d = cfg.data
+    if d.pairs.startswith(PREPARED):
+        from repro.data.preference_synthetic import load_samples, make_pairs, unpaired_from_samples
+
+        samples = load_samples(prepared_data_dir(d.pairs), d.split)
+        if d.format == "unpaired":
+            examples: list[Any] = unpaired_from_samples(samples, threshold=d.thumbs_up_threshold, seed=d.data_seed)
+        else:
+            examples = make_pairs(
+                samples,
+                preferences=d.preferences,
+                bt_temperature=d.bt_temperature,
+                label_flip=d.label_flip,
+                seed=d.data_seed,
+            )
+        return examples[: d.limit] if d.limit else examples
+    from repro.data import preference_loader as loader
+
+    fields = {"prompt_field": d.prompt_field}
+    if d.format == "unpaired":
+        return loader.load_unpaired(d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, **fields)
+    return loader.load_preference_pairs(
+        d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, chosen_field=d.chosen_field,
+        rejected_field=d.rejected_field, **fields,
+    )  # fmt: skip
+
+
+def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
+    """(held-out prompts with answers, held-out pairs with gold-deterministic labels)."""
+    from repro.eval.alignment import EvalPrompt
+
+    d, n = cfg.data, cfg.eval.n_prompts
+    if d.pairs.startswith(PREPARED):
+        from repro.data.preference_synthetic import load_samples, make_pairs
+
+        samples = load_samples(prepared_data_dir(d.pairs), d.eval_split)[:n]
+        prompts = [EvalPrompt(s["prompt"], s["answer"], str(s["id"])) for s in samples]
+        return prompts, make_pairs(samples, preferences="deterministic", seed=d.data_seed)
+    from repro.data import preference_loader as loader
+
+    pairs = loader.load_preference_pairs(
+        d.pairs, split=d.eval_split, limit=n, seed=d.data_seed, prompt_field=d.prompt_field,
+        chosen_field=d.chosen_field, rejected_field=d.rejected_field,
+    )  # fmt: skip
+    return [EvalPrompt(p.prompt, "", p.id) for p in pairs], pairs
+
+
+def train_preference_run(
+    cfg: PreferenceRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
+) -> dict[str, Any]:
+    import torch
+
+    from repro.losses.preference import PREFERENCE_LOSSES
+    from repro.models.loading import load_policy
+    from repro.runs import _save_model, seed_everything
+
+    started = time.time()
+    examples = training_examples(cfg)  # data problems surface before the model loads
+    prompts, _ = eval_data(cfg)
+    trainer_module = importlib.import_module(f"papers.{paper}.trainer")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.resolved.yaml", dump(cfg))
+    torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    seed_everything(seed)
+    model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    needs_ref = cfg.data.format == "unpaired" or PREFERENCE_LOSSES.get(cfg.train.loss_type).needs_reference
+    keep_ref = (needs_ref and not cfg.train.precompute_ref_log_probs) or cfg.train.eval_every > 0
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if keep_ref else None
+    monitor = None
+    if cfg.train.eval_every:
+        from repro.data.preference_synthetic import GOLD_REWARDS
+        from repro.eval.alignment import FrontierMonitor
+
+        gold = GOLD_REWARDS.get(cfg.eval.gold_reward) if cfg.eval.gold_reward else None
+        monitor = FrontierMonitor(
+            ref_model, tokenizer, prompts[: cfg.train.eval_prompts], gold,
+            max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.eval.seed,
+        )  # fmt: skip
+    trainer = trainer_module.build_trainer(
+        cfg,
+        model=model,
+        tokenizer=tokenizer,
+        examples=examples,
+        out_dir=out,
+        seed=seed,
+        ref_model=ref_model,
+        monitor=monitor,
+    )
+    rows = trainer.train(progress=True)
+    _save_model(model, tokenizer, out / "model")
+    from repro.provenance import collect_provenance
+
+    summary = {
+        "paper": paper,
+        "tier": tier,
+        "variant": variant,
+        "seed": seed,
+        "steps": len(rows),
+        "n_examples": len(examples),
+        "wall_time_s": time.time() - started,
+        "model": cfg.model.name_or_path,
+        "config_hash": config_hash(cfg),
+        "final": rows[-1] if rows else {},
+        "provenance": collect_provenance(dump(cfg)),
+    }
+    write_json(out / "summary.json", summary)  # written last: its presence marks a finished run
+    import shutil
+
+    shutil.rmtree(out / "ckpt", ignore_errors=True)
+    return summary
+
+
+def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> dict[str, Any]:
+    import torch
+
+    from repro.data.preference_synthetic import GOLD_REWARDS
+    from repro.eval.alignment import evaluate_alignment
+    from repro.losses.preference import PREFERENCE_LOSSES, PreferenceParams
+    from repro.models.loading import load_policy
+    from repro.runs import resolve_model_path
+
+    torch.set_num_threads(cfg.resources.threads)
+    prompts, pairs = eval_data(cfg)
+    run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
+    t = cfg.train
+    # unpaired BCO has no pair loss; its implicit reward is DPO's β·ρ
+    loss = PREFERENCE_LOSSES.get("sigmoid" if cfg.data.format == "unpaired" else t.loss_type)
+    params = PreferenceParams(
+        beta=t.beta, label_smoothing=t.label_smoothing or 0.0, discopop_tau=t.discopop_tau, alpha=t.alpha,
+        simpo_gamma=t.simpo_gamma,
+    )  # fmt: skip
+    judge = None
+    if cfg.eval.judge:
+        from repro.eval.judge import make_judge
+
+        judge = make_judge(cfg.eval.judge)
+    model, tokenizer = load_policy(str(run_dir / "model"))
+    ref_model, _ = load_policy(resolve_model_path(cfg.model.name_or_path))
+    sampling_seed = cfg.eval.seed + run_seed
+    result = evaluate_alignment(
+        model,
+        ref_model,
+        tokenizer,
+        prompts,
+        pairs,
+        loss=loss,
+        params=params,
+        limits={
+            "max_prompt_length": cfg.data.max_prompt_length,
+            "max_completion_length": t.max_completion_length,
+            "max_length": t.max_length,
+        },
+        k=cfg.eval.samples_per_prompt,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        temperature=cfg.eval.temperature,
+        top_p=cfg.eval.top_p,
+        seed=sampling_seed,
+        gold=GOLD_REWARDS.get(cfg.eval.gold_reward) if cfg.eval.gold_reward else None,
+        judge=judge,
+    )
+    result["sampling_seed"] = sampling_seed
+    write_json(out, result)
+    return result

@@ -1,0 +1,272 @@
+"""The offline preference loop (DPO family, CPO-style AlphaPO, unpaired BCO), one pass per optimizer step:
+
+    next pairs → policy log-probs of chosen and rejected (one forward over [chosen; rejected])
+    → reference log-probs (precomputed once, or a frozen reference forward) → loss (by name) → step
+
+Every paper's trainer composes this loop. Metrics follow TRL's DPO names where they exist: implicit rewards
+of chosen and rejected, accuracy, margin, summed log-probs (likelihood displacement), plus the log-ratios
+ρ = log π − log π_ref themselves. With `train.eval_every`, the policy's samples on held-out prompts are
+scored for gold reward and KL to the reference (points on the reward/KL frontier, repro/eval/alignment.py).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.data.preference import PreferencePair, UnpairedExample
+from repro.io import read_json, write_json, write_text
+from repro.losses.preference import (
+    PREFERENCE_LOSSES,
+    PreferenceLogps,
+    PreferenceParams,
+    RunningMoments,
+    bco_unpaired_loss,
+)
+from repro.preference_config import PreferenceRunConfig
+from repro.progress import progress_bar
+from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
+from repro.trainers.sequence_logps import EncodedRow, encode_row, sequence_logps, sequence_logps_batched
+
+
+class PreferenceTrainer:
+    def __init__(
+        self,
+        cfg: PreferenceRunConfig,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        examples: list[PreferencePair] | list[UnpairedExample],
+        out_dir: Path,
+        seed: int,
+        ref_model: torch.nn.Module | None = None,  # a frozen reference (None: precomputed reference log-probs)
+        monitor: Any = None,  # repro/eval/alignment.py FrontierMonitor, called every eval_every steps
+    ) -> None:
+        self.cfg, self.t = cfg, cfg.train
+        self.model, self.tok, self.ref_model = model, tokenizer, ref_model
+        self.out_dir, self.seed, self.monitor = Path(out_dir), seed, monitor
+        self.unpaired = cfg.data.format == "unpaired"
+        self.examples = examples
+        if not examples:
+            raise ValueError("no training examples: the preference data is empty after filtering")
+        self.loss = None if self.unpaired else PREFERENCE_LOSSES.get(self.t.loss_type)
+        self.needs_reference = self.unpaired or self.loss.needs_reference
+        # A reference-free loss (AlphaPO) still logs ρ = log π − log π_ref when the reference is precomputed
+        # (one cheap pass): likelihood displacement is what its paper measures.
+        self.uses_reference = self.needs_reference or self.t.precompute_ref_log_probs
+        self.params = PreferenceParams(
+            beta=self.t.beta,
+            label_smoothing=self.t.label_smoothing or 0.0,
+            discopop_tau=self.t.discopop_tau,
+            alpha=self.t.alpha,
+            simpo_gamma=self.t.simpo_gamma,
+        )
+        self.running = RunningMoments()  # unpaired BCO's reward shift δ
+        limits = {
+            "max_prompt_length": cfg.data.max_prompt_length,
+            "max_completion_length": self.t.max_completion_length,
+            "max_length": self.t.max_length,
+        }
+        self.rows = [self._encode(e, limits) for e in examples]  # paired: (chosen, rejected); unpaired: (row,)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
+            weight_decay=self.t.weight_decay,
+        )  # fmt: skip
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(self.t.lr_scheduler_type, self.optimizer, self.t.warmup_steps, self.t.max_steps)
+        self.step = 0
+        self.order: list[int] = []
+        self.cursor = 0
+        self.epoch = 0
+        self.metrics_rows: list[dict[str, Any]] = []
+        self.ref_logps: torch.Tensor | None = None  # [n_examples, 2] (paired) or [n_examples, 1]
+
+    def _encode(self, example: Any, limits: dict[str, int | None]) -> tuple[EncodedRow, ...]:
+        if self.unpaired:
+            return (encode_row(self.tok, example.prompt, example.completion, **limits),)
+        return (
+            encode_row(self.tok, example.prompt, example.chosen, **limits),
+            encode_row(self.tok, example.prompt, example.rejected, **limits),
+        )
+
+    # ------------------------------------------------------------------ reference log-probs
+
+    def _precompute_reference(self) -> torch.Tensor:
+        """One no-grad pass of the initial policy (TRL's precompute_ref_log_probs), cached in the run dir so a
+        resumed run scores against the same reference."""
+        cache = self.out_dir / "ref_logps.json"
+        if cache.is_file():
+            return torch.tensor(read_json(cache)["ref_logps"], dtype=torch.float32)
+        source = self.ref_model if self.ref_model is not None else self.model
+        flat = [r for rows in self.rows for r in rows]
+        logps = sequence_logps_batched(source, flat, self.tok.pad_token_id).view(len(self.rows), -1)  # [n, 1|2]
+        write_json(cache, {"ref_logps": logps.tolist()})
+        return logps
+
+    # ------------------------------------------------------------------ batches
+
+    def _next_indices(self, n: int) -> list[int]:
+        picked = []
+        for _ in range(n):
+            if self.cursor >= len(self.order):
+                self.order = list(range(len(self.rows)))
+                random.Random(self.seed * 1_000_003 + self.epoch).shuffle(self.order)
+                self.cursor = 0
+                self.epoch += 1
+            picked.append(self.order[self.cursor])
+            self.cursor += 1
+        return picked
+
+    def _reference(self, idx: list[int], rows: list[EncodedRow]) -> torch.Tensor | None:
+        if not self.uses_reference:
+            return None
+        if self.ref_logps is not None:
+            return self.ref_logps[idx].T.reshape(-1)  # [k·B] laid out like `rows` (chosen block, rejected block)
+        with torch.no_grad():
+            return sequence_logps(self.ref_model, rows, self.tok.pad_token_id)[0]
+
+    def _micro_batch(self, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.unpaired:
+            return self._unpaired_micro_batch(idx)
+        rows = [self.rows[i][0] for i in idx] + [self.rows[i][1] for i in idx]  # [chosen…; rejected…]
+        logps, lengths = sequence_logps(self.model, rows, self.tok.pad_token_id)  # [2B], [2B]
+        ref = self._reference(idx, rows)  # [2B] or None
+        B = len(idx)
+        to_loss = ref if self.needs_reference else None
+        inputs = PreferenceLogps(
+            chosen=logps[:B],
+            rejected=logps[B:],
+            ref_chosen=None if to_loss is None else to_loss[:B],
+            ref_rejected=None if to_loss is None else to_loss[B:],
+            chosen_lengths=lengths[:B],
+            rejected_lengths=lengths[B:],
+        )
+        out = self.loss.fn(inputs, self.params)
+        loss = out.losses.mean()
+        stats = {
+            "loss": loss.item(),
+            "rewards_chosen": float(out.chosen_rewards.mean()),
+            "rewards_rejected": float(out.rejected_rewards.mean()),
+            "accuracy": float((out.chosen_rewards > out.rejected_rewards).float().mean()),
+            "margin": float((out.chosen_rewards - out.rejected_rewards).mean()),
+            "logps_chosen": float(inputs.chosen.detach().mean()),
+            "logps_rejected": float(inputs.rejected.detach().mean()),
+            "completion_length": float(lengths.mean()),
+            "frac_zero_loss": float((out.losses.detach() == 0).float().mean()),  # pairs that no longer pull (hinge)
+        }
+        if ref is not None:
+            rho = logps.detach() - ref  # [2B] ρ = log π − log π_ref
+            rho_c, rho_r = rho[:B], rho[B:]
+            stats["logratio_chosen"] = float(rho_c.mean())
+            stats["logratio_rejected"] = float(rho_r.mean())
+            stats["logratio_margin"] = float((rho_c - rho_r).mean())  # DPO's unscaled margin
+            # IPO's quantity under TRL's length normalisation: ρ_c/|y_c| − ρ_r/|y_r| (its target is 1/(2β))
+            stats["logratio_margin_per_token"] = float((rho_c / lengths[:B] - rho_r / lengths[B:]).mean())
+        return loss, stats
+
+    def _unpaired_micro_batch(self, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        rows = [self.rows[i][0] for i in idx]
+        logps, lengths = sequence_logps(self.model, rows, self.tok.pad_token_id)  # [N], [N]
+        ref = self._reference(idx, rows)  # [N]
+        labels = torch.tensor([self.examples[i].label for i in idx])  # [N] bool: desirable
+        rewards = self.t.beta * (logps.detach() - ref)  # [N] r = β(log π − log π_ref)
+        delta, _ = self.running.update(rewards)  # BCO: δ updated with the batch before use
+        losses, rewards = bco_unpaired_loss(logps, ref, labels, self.t.beta, delta)  # [N], [N]
+        loss = losses.mean()
+        up, down = rewards[labels], rewards[~labels]
+        return loss, {
+            "loss": loss.item(),
+            "rewards_desirable": float(up.mean()) if len(up) else math.nan,
+            "rewards_undesirable": float(down.mean()) if len(down) else math.nan,
+            "delta": float(delta),
+            "logratio_desirable": float((logps.detach() - ref)[labels].mean()) if len(up) else math.nan,
+            "logratio_undesirable": float((logps.detach() - ref)[~labels].mean()) if len(down) else math.nan,
+            "completion_length": float(lengths.mean()),
+        }
+
+    # ------------------------------------------------------------------ driver
+
+    def train(self, progress: bool = True) -> list[dict[str, Any]]:
+        ckpt_dir = self.out_dir / "ckpt"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.uses_reference and self.t.precompute_ref_log_probs:
+            self.ref_logps = self._precompute_reference()  # before any update: the initial policy's
+        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
+        if state is not None:
+            self.step, self.metrics_rows = state["step"], state["metrics_rows"]
+            self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
+            self.running.mean, self.running.var, self.running.count = state["running"]
+        metrics_path = self.out_dir / "metrics.jsonl"
+        write_text(metrics_path, "".join(_json_line(r) for r in self.metrics_rows))
+        metrics_file = open(metrics_path, "a", encoding="utf-8")
+        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not progress)
+        self.model.train()
+        try:
+            while self.step < self.t.max_steps:
+                row = self._optimizer_step()
+                metrics_file.write(_json_line(row))
+                metrics_file.flush()
+                pbar.update(1)
+                pbar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row.get('accuracy', math.nan):.2f}")
+                if self.t.save_steps and self.step % self.t.save_steps == 0:
+                    self._save(ckpt_dir)
+        finally:
+            metrics_file.close()
+            pbar.close()
+        return self.metrics_rows
+
+    def _optimizer_step(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        window = []
+        for _ in range(self.t.gradient_accumulation_steps):
+            loss, stats = self._micro_batch(self._next_indices(self.t.per_device_train_batch_size))
+            (loss / self.t.gradient_accumulation_steps).backward()  # HF divides DPO's loss by GA
+            window.append(stats)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"non-finite gradient norm at step {self.step + 1}; the last good checkpoint is kept in "
+                f"{self.out_dir / 'ckpt'}"
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
+        for key in window[0]:
+            row[key] = float(sum(w[key] for w in window) / len(window))
+        row.update(grad_norm=float(grad_norm), lr=self.scheduler.get_last_lr()[0])
+        row["step_time"] = time.perf_counter() - start
+        if self.monitor is not None and self.t.eval_every and self.step % self.t.eval_every == 0:
+            row.update(self.monitor(self.model))
+            self.model.train()
+        self.metrics_rows.append(row)
+        return row
+
+    def _save(self, ckpt_dir: Path) -> None:
+        save_checkpoint(
+            ckpt_dir,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            {
+                "step": self.step,
+                "metrics_rows": self.metrics_rows,
+                "order": self.order,
+                "cursor": self.cursor,
+                "epoch": self.epoch,
+                "running": [self.running.mean, self.running.var, self.running.count],
+            },
+        )
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    import json
+
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean) + "\n"
