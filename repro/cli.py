@@ -9,7 +9,7 @@ from pathlib import Path
 
 from repro.schema import ConfigError
 
-LISTABLE = ("papers", "presets", "variants", "losses", "rewards", "tasks", "templates", "benchmarks")
+LISTABLE = ("papers", "presets", "variants", "losses", "rewards", "tasks", "templates", "benchmarks", "judged")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -193,12 +193,13 @@ def _list(what: str, paper: str | None) -> list[str]:
         from repro.losses.advantages import ADVANTAGES
         from repro.losses.aggregation import AGGREGATORS
         from repro.losses.kl import KL_ESTIMATORS
+        from repro.losses.preference import PREFERENCE_LOSSES
         from repro.losses.ratio import RATIO_LEVELS
         from repro.losses.rollout_correction import ROLLOUT_CORRECTIONS
         from repro.losses.surrogates import SURROGATES
 
-        regs = [ADVANTAGES, RATIO_LEVELS, SURROGATES, AGGREGATORS, KL_ESTIMATORS, ROLLOUT_CORRECTIONS]
-        return [f"{r.kind}\t{', '.join(r.names())}" for r in regs]
+        regs = [ADVANTAGES, RATIO_LEVELS, SURROGATES, AGGREGATORS, KL_ESTIMATORS, ROLLOUT_CORRECTIONS, PREFERENCE_LOSSES]
+        return [f"{r.kind}\t{', '.join(r.names())}" for r in regs] + ["unpaired preference loss_type\tbco_unpaired"]
     if what == "rewards":
         from repro.rewards.functions import REWARDS
 
@@ -207,6 +208,10 @@ def _list(what: str, paper: str | None) -> list[str]:
         from repro.data.synthetic import TASKS
 
         return TASKS.names()
+    if what == "judged":
+        from repro.eval.judge import judged_benchmarks
+
+        return [f"{b.name}\tv{b.version}\t{b.description}" for b in judged_benchmarks().values()]
     if what == "benchmarks":
         from repro.eval.benchmark import benchmarks, dataset_source
         from repro.eval.lmeval_bridge import metric_label

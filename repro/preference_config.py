@@ -180,6 +180,19 @@ def _check(cfg: PreferenceRunConfig, where: str) -> None:
 
         if cfg.eval.gold_reward not in GOLD_REWARDS:
             fail("eval.gold_reward", unknown_name_message("gold reward", cfg.eval.gold_reward, GOLD_REWARDS.names()))
+    if cfg.eval.judged_benchmarks:
+        from repro.eval.judge import get_judged_benchmark
+
+        if not cfg.eval.judge:
+            fail("eval.judge", "judged_benchmarks need a judge, e.g. {kind: reward_model, path: <RM dir or hub id>}")
+        for name, overrides in cfg.eval.judged_benchmarks.items():
+            get_judged_benchmark(name).resolve(overrides or {}, f"{where}: eval.judged_benchmarks.{name}")
+    if cfg.eval.judge:
+        from repro.eval.judge import JUDGES
+
+        kind = cfg.eval.judge.get("kind")
+        if kind not in JUDGES:
+            fail("eval.judge.kind", unknown_name_message("judge", str(kind), JUDGES.names()))
     if cfg.eval.benchmarks:
         from repro.config import EvalConfig, _check_benchmarks
 

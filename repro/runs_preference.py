@@ -196,5 +196,13 @@ def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> d
         judge=judge,
     )
     result["sampling_seed"] = sampling_seed
+    if cfg.eval.judged_benchmarks:
+        from repro.eval.judge import evaluate_judged, get_judged_benchmark
+
+        data_dir = Path(cfg.eval.data_dir) if cfg.eval.data_dir else None
+        result["judged"] = {
+            name: evaluate_judged(get_judged_benchmark(name).resolve(overrides), model, tokenizer, judge, data_dir)
+            for name, overrides in cfg.eval.judged_benchmarks.items()
+        }
     write_json(out, result)
     return result

@@ -117,3 +117,33 @@ def test_every_paper_folder_carries_its_empty_snakemake_timestamp() -> None:
     for paper in wf.paper_ids():
         stamp = ROOT / "papers" / paper / ".snakemake_timestamp"
         assert stamp.is_file() and stamp.stat().st_size == 0, paper
+
+
+def test_every_preference_paper_trains_on_prepared_pairs_the_dag_builds_at_smoke_tier() -> None:
+    """Contract over the preference folders: the smoke tier reads synthetic pairs that a `kind: preference_data`
+    base builds from a prepared policy (so the DAG prepares both, in order), names a gold reward for the
+    frontier, and needs no judge; the paper tier names a hub or local dataset."""
+    import yaml
+
+    from repro.config import load_paper_config
+    from repro.preference_config import PreferenceRunConfig
+    from repro.report.targets import load_paper_meta
+
+    checked = 0
+    for paper in wf.paper_ids():
+        for variant in load_paper_meta(ROOT / "papers" / paper).variants:
+            cfg = load_paper_config(ROOT / "papers" / paper, "smoke", variant)
+            if not isinstance(cfg, PreferenceRunConfig):
+                continue
+            checked += 1
+            data = cfg.data.pairs.removeprefix("prepared:")
+            assert cfg.data.pairs.startswith("prepared:"), (paper, variant)
+            spec = yaml.safe_load((ROOT / "configs" / "base" / f"{data}.yaml").read_text(encoding="utf-8"))
+            assert spec["kind"] == "preference_data" and cfg.eval.gold_reward, (paper, variant)
+            policy = f"results/base/{spec['policy']}/prepare.json"
+            assert policy in wf.base_inputs(data, ROOT / "configs" / "base"), (paper, variant)
+            assert f"results/base/{data}/prepare.json" in wf.run_inputs(paper, "smoke", variant, ROOT / "papers")
+            assert cfg.eval.judge is None, (paper, variant, "no API or hub judge at smoke tier")
+            paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
+            assert not paper_cfg.data.pairs.startswith("prepared:"), (paper, variant, "the paper tier uses real data")
+    assert checked, "no preference paper folder found"
