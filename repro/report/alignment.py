@@ -91,7 +91,8 @@ def alignment_section(summary: dict[str, Any] | None, figure: Path | None, repor
         rel = Path(figure).relative_to(report_dir) if Path(figure).is_relative_to(report_dir) else figure
         lines.append(
             f"![reward/KL frontier]({rel})\n\nReward/KL frontier: each line follows a variant's mean over seeds "
-            "of the samples scored during training (`train.eval_every`); markers are the final evaluation of "
-            "each seed; the star is the reference policy."
+            "of the samples scored during training (`train.eval_every`: a fixed subset of held-out prompts, one "
+            "sample each, so noisier than the final evaluation); markers are the final evaluation of each seed; "
+            "the star is the reference policy."
         )
     return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])

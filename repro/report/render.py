@@ -305,6 +305,12 @@ def divergence_section(result: dict[str, Any], variants: Sequence[str]) -> str:
     rows = [
         [v, *(fmt((divergence.get(v) or {}).get(k)) for k in DIVERGENCE_COLUMNS)] for v in variants if v in divergence
     ]
+    if divergence and all(value is None for row in divergence.values() for value in (row or {}).values()):
+        return (
+            "## Causes of silent divergence\n\nNone of the online-RL signals (truncation, zero-std groups, refills, "
+            "sampler–trainer gap) is logged by these runs: an offline preference run samples nothing while it "
+            "trains. Its drift from the reference is in the alignment section (KL, likelihood displacement)."
+        )
     return (
         "## Causes of silent divergence\n\nMeans over steps, then over seeds (— where the run does not log it).\n\n"
         + md_table(["Variant", *DIVERGENCE_COLUMNS.values()], rows)
