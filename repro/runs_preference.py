@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,33 @@ def training_examples(cfg: PreferenceRunConfig) -> list[Any]:
                 seed=d.data_seed,
             )
         return examples[: d.limit] if d.limit else examples
-    from repro.data import preference_loader as loader
-
-    fields = {"prompt_field": d.prompt_field}
     if d.format == "unpaired":
-        return loader.load_unpaired(d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, **fields)
-    return loader.load_preference_pairs(
-        d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, chosen_field=d.chosen_field,
-        rejected_field=d.rejected_field, **fields,
-    )  # fmt: skip
+        from repro.data.preference_loader import load_unpaired
+
+        return load_unpaired(d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, prompt_field=d.prompt_field)
+    return real_pairs(cfg)[0]
+
+
+def real_pairs(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
+    """(training pairs, held-out pairs) of a real dataset. With `data.eval_split` equal to `data.split` (a single
+    local file), `eval.n_prompts` prompts drawn with the data seed are held out and every training row with one
+    of those prompts is dropped, so training and evaluation never share a prompt."""
+    from repro.data.preference_loader import load_preference_pairs
+
+    d, n = cfg.data, cfg.eval.n_prompts
+    fields = {"prompt_field": d.prompt_field, "chosen_field": d.chosen_field, "rejected_field": d.rejected_field}
+    if d.eval_split != d.split:
+        train = load_preference_pairs(d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, **fields)
+        return train, load_preference_pairs(d.pairs, split=d.eval_split, limit=n, seed=d.data_seed, **fields)
+    everything = load_preference_pairs(d.pairs, split=d.split, seed=d.data_seed, **fields)
+    order = list(range(len(everything)))
+    random.Random(d.data_seed).shuffle(order)
+    held = [everything[i] for i in sorted(order[:n])]
+    held_prompts = {p.prompt for p in held}
+    train = [everything[i] for i in order[n:] if everything[i].prompt not in held_prompts]
+    if not train:
+        raise ConfigError(f"{d.pairs}: nothing left to train on after holding out {n} prompts; lower eval.n_prompts")
+    return train[: d.limit] if d.limit else train, held
 
 
 def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
@@ -73,12 +92,12 @@ def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
         samples = load_samples(prepared_data_dir(d.pairs), d.eval_split)[:n]
         prompts = [EvalPrompt(s["prompt"], s["answer"], str(s["id"])) for s in samples]
         return prompts, make_pairs(samples, preferences="deterministic", seed=d.data_seed)
-    from repro.data import preference_loader as loader
+    if d.format == "unpaired":  # thumbs-up data has no pairs: held-out prompts only
+        from repro.data.preference_loader import load_unpaired
 
-    pairs = loader.load_preference_pairs(
-        d.pairs, split=d.eval_split, limit=n, seed=d.data_seed, prompt_field=d.prompt_field,
-        chosen_field=d.chosen_field, rejected_field=d.rejected_field,
-    )  # fmt: skip
+        rows = load_unpaired(d.pairs, split=d.eval_split, limit=n, seed=d.data_seed, prompt_field=d.prompt_field)
+        return [EvalPrompt(r.prompt, "", r.id) for r in rows], []
+    pairs = real_pairs(cfg)[1]
     return [EvalPrompt(p.prompt, "", p.id) for p in pairs], pairs
 
 
