@@ -198,7 +198,15 @@ def _list(what: str, paper: str | None) -> list[str]:
         from repro.losses.rollout_correction import ROLLOUT_CORRECTIONS
         from repro.losses.surrogates import SURROGATES
 
-        regs = [ADVANTAGES, RATIO_LEVELS, SURROGATES, AGGREGATORS, KL_ESTIMATORS, ROLLOUT_CORRECTIONS, PREFERENCE_LOSSES]
+        regs = [
+            ADVANTAGES,
+            RATIO_LEVELS,
+            SURROGATES,
+            AGGREGATORS,
+            KL_ESTIMATORS,
+            ROLLOUT_CORRECTIONS,
+            PREFERENCE_LOSSES,
+        ]
         return [f"{r.kind}\t{', '.join(r.names())}" for r in regs] + ["unpaired preference loss_type\tbco_unpaired"]
     if what == "rewards":
         from repro.rewards.functions import REWARDS

@@ -115,13 +115,15 @@ def train_run(
     )
     rows = trainer.train(progress=True)
     _save_model(model, tokenizer if processor is None else processor, out / "model")
+    return finish_run(cfg, out, rows, started, paper=paper, tier=tier, variant=variant, seed=seed)
+
+
+def finish_run(cfg: Any, out: Path, rows: list[dict[str, Any]], started: float, **identity: Any) -> dict[str, Any]:
+    """Write summary.json (last: its presence marks a finished run) and drop the run's checkpoint."""
     from repro.provenance import collect_provenance
 
     summary = {
-        "paper": paper,
-        "tier": tier,
-        "variant": variant,
-        "seed": seed,
+        **identity,  # paper, tier, variant, seed (+ what a trainer adds, e.g. n_examples)
         "steps": len(rows),
         "wall_time_s": time.time() - started,
         "model": cfg.model.name_or_path,
@@ -129,7 +131,7 @@ def train_run(
         "final": rows[-1] if rows else {},
         "provenance": collect_provenance(dump(cfg)),
     }
-    write_json(out / "summary.json", summary)  # written last: its presence marks a finished run
+    write_json(out / "summary.json", summary)
     shutil.rmtree(out / "ckpt", ignore_errors=True)
     return summary
 

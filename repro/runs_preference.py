@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.config import config_hash, dump
+from repro.config import dump
 from repro.io import read_json, write_json, write_text
 from repro.preference_config import PreferenceRunConfig
 from repro.schema import ConfigError
@@ -108,7 +108,7 @@ def train_preference_run(
 
     from repro.losses.preference import PREFERENCE_LOSSES
     from repro.models.loading import load_policy
-    from repro.runs import _save_model, seed_everything
+    from repro.runs import _save_model, finish_run, seed_everything
 
     started = time.time()
     examples = training_examples(cfg)  # data problems surface before the model loads
@@ -144,26 +144,8 @@ def train_preference_run(
     )
     rows = trainer.train(progress=True)
     _save_model(model, tokenizer, out / "model")
-    from repro.provenance import collect_provenance
-
-    summary = {
-        "paper": paper,
-        "tier": tier,
-        "variant": variant,
-        "seed": seed,
-        "steps": len(rows),
-        "n_examples": len(examples),
-        "wall_time_s": time.time() - started,
-        "model": cfg.model.name_or_path,
-        "config_hash": config_hash(cfg),
-        "final": rows[-1] if rows else {},
-        "provenance": collect_provenance(dump(cfg)),
-    }
-    write_json(out / "summary.json", summary)  # written last: its presence marks a finished run
-    import shutil
-
-    shutil.rmtree(out / "ckpt", ignore_errors=True)
-    return summary
+    identity = {"paper": paper, "tier": tier, "variant": variant, "seed": seed, "n_examples": len(examples)}
+    return finish_run(cfg, out, rows, started, **identity)
 
 
 def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> dict[str, Any]:

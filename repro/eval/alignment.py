@@ -111,15 +111,7 @@ def pair_scores(
     logps = sequence_logps_batched(model, rows, pad)  # [2B]
     ref = sequence_logps_batched(ref_model, rows, pad)  # [2B]
     lengths = torch.tensor([float(len(r.completion)) for r in rows])  # [2B]
-    to_loss = ref if loss.needs_reference else None
-    inputs = PreferenceLogps(
-        chosen=logps[:B],
-        rejected=logps[B:],
-        ref_chosen=None if to_loss is None else to_loss[:B],
-        ref_rejected=None if to_loss is None else to_loss[B:],
-        chosen_lengths=lengths[:B],
-        rejected_lengths=lengths[B:],
-    )
+    inputs = PreferenceLogps.from_stacked(logps, ref if loss.needs_reference else None, lengths)
     out = loss.fn(inputs, params)
     rho = logps - ref  # [2B] ρ = log π − log π_ref
     rho_c, rho_r = rho[:B], rho[B:]

@@ -40,6 +40,19 @@ class PreferenceLogps:
         if (self.ref_chosen is None) != (self.ref_rejected is None):
             raise ValueError("PreferenceLogps: give both ref_chosen and ref_rejected, or neither")
 
+    @classmethod
+    def from_stacked(cls, logps: Tensor, ref: Tensor | None, lengths: Tensor) -> PreferenceLogps:
+        """From [chosen…; rejected…] stacks of 2B values (one forward over both), the reference optional."""
+        B = logps.size(0) // 2
+        return cls(
+            chosen=logps[:B],  # [B]
+            rejected=logps[B:],  # [B]
+            ref_chosen=None if ref is None else ref[:B],
+            ref_rejected=None if ref is None else ref[B:],
+            chosen_lengths=lengths[:B],
+            rejected_lengths=lengths[B:],
+        )
+
 
 @dataclass(frozen=True)
 class PreferenceParams:

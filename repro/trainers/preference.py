@@ -137,15 +137,7 @@ class PreferenceTrainer:
         logps, lengths = sequence_logps(self.model, rows, self.tok.pad_token_id)  # [2B], [2B]
         ref = self._reference(idx, rows)  # [2B] or None
         B = len(idx)
-        to_loss = ref if self.needs_reference else None
-        inputs = PreferenceLogps(
-            chosen=logps[:B],
-            rejected=logps[B:],
-            ref_chosen=None if to_loss is None else to_loss[:B],
-            ref_rejected=None if to_loss is None else to_loss[B:],
-            chosen_lengths=lengths[:B],
-            rejected_lengths=lengths[B:],
-        )
+        inputs = PreferenceLogps.from_stacked(logps, ref if self.needs_reference else None, lengths)
         out = self.loss.fn(inputs, self.params)
         loss = out.losses.mean()
         stats = {
