@@ -33,7 +33,7 @@ class PreferenceDataConfig:
     # synthetic data only: how labels are drawn from the gold rewards (make_pairs)
     preferences: Literal["bradley_terry", "deterministic"] = "bradley_terry"
     bt_temperature: float = 0.1  # τ in P(y_i ≻ y_j) = σ((r*_i − r*_j)/τ)
-    label_flip: float = 0.0  # share of training labels swapped (robust DPO); held-out labels are never flipped
+    label_flip: float = 0.0  # share of training labels swapped (robust DPO), synthetic or real; held-out never
     thumbs_up_threshold: float = 1.0  # unpaired: desirable when r* ≥ this
     data_seed: int = 0  # the labels' seed: the same for every run variant and training seed
     max_prompt_length: int | None = None  # TRL 1.16 removed it from DPOConfig; prompts keep their last tokens
@@ -171,6 +171,8 @@ def _check(cfg: PreferenceRunConfig, where: str) -> None:
         fail("train.discopop_tau", f"is {t.discopop_tau}; it must be positive")
     if not 0.0 <= d.label_flip < 0.5:
         fail("data.label_flip", f"is {d.label_flip}; it must be in [0, 0.5)")
+    if d.format == "unpaired" and d.label_flip:
+        fail("data.label_flip", "flips swap a pair's chosen and rejected; unpaired rows have no pair to flip")
     if d.bt_temperature <= 0:
         fail("data.bt_temperature", f"is {d.bt_temperature}; it must be positive")
     if d.pairs.startswith("prepared:") and not cfg.eval.gold_reward:

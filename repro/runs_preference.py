@@ -69,7 +69,8 @@ def real_pairs(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
     fields = {"prompt_field": d.prompt_field, "chosen_field": d.chosen_field, "rejected_field": d.rejected_field}
     if d.eval_split != d.split:
         train = load_preference_pairs(d.pairs, split=d.split, limit=d.limit, seed=d.data_seed, **fields)
-        return train, load_preference_pairs(d.pairs, split=d.eval_split, limit=n, seed=d.data_seed, **fields)
+        held = load_preference_pairs(d.pairs, split=d.eval_split, limit=n, seed=d.data_seed, **fields)
+        return _flipped(cfg, train), held
     everything = load_preference_pairs(d.pairs, split=d.split, seed=d.data_seed, **fields)
     order = list(range(len(everything)))
     random.Random(d.data_seed).shuffle(order)
@@ -78,7 +79,14 @@ def real_pairs(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
     train = [everything[i] for i in order[n:] if everything[i].prompt not in held_prompts]
     if not train:
         raise ConfigError(f"{d.pairs}: nothing left to train on after holding out {n} prompts; lower eval.n_prompts")
-    return train[: d.limit] if d.limit else train, held
+    return _flipped(cfg, train[: d.limit] if d.limit else train), held
+
+
+def _flipped(cfg: PreferenceRunConfig, train: list[Any]) -> list[Any]:
+    """Training labels of real data swapped at `data.label_flip` (held-out labels never are)."""
+    from repro.data.preference import flip_labels
+
+    return flip_labels(train, cfg.data.label_flip, cfg.data.data_seed) if cfg.data.label_flip else train
 
 
 def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:

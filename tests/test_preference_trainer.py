@@ -438,3 +438,24 @@ def test_a_run_on_the_local_hh_file_trains_holds_out_prompts_and_scores_a_judged
     assert judged["win_rate"] == pytest.approx(sum(expected) / 3)
     probs = [p for p in [result["judge_win_rate"]] if p is not None]
     assert 0.0 <= probs[0] <= 1.0
+
+
+def test_label_flip_also_applies_to_real_pairs_and_never_to_held_out(tmp_path: Path):
+    import json
+
+    from repro.runs_preference import real_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    rows_ = [{"prompt": f"q{i}=", "chosen": "good", "rejected": "bad"} for i in range(400)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows_), encoding="utf-8")
+    raw = raw_config()
+    raw["data"].update(pairs=str(path), eval_split="train", label_flip=0.25)
+    raw["eval"] = {"n_prompts": 100}
+    train, held = real_pairs(resolve_preference(raw, "flip"))
+    flipped = sum(p.chosen == "bad" for p in train) / len(train)
+    assert len(train) == 300 and abs(flipped - 0.25) < 4 * math.sqrt(0.25 * 0.75 / 300)
+    assert all(p.chosen == "good" for p in held)
+    raw["data"].update(format="unpaired")
+    raw["train"]["loss_type"] = "bco_unpaired"
+    with pytest.raises(ConfigError, match="unpaired rows have no pair to flip"):
+        resolve_preference(raw, "flip")

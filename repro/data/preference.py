@@ -33,6 +33,24 @@ class UnpairedExample:
     gold: float | None = None
 
 
+def flip_labels(pairs: list[PreferencePair], rate: float, seed: int) -> list[PreferencePair]:
+    """Each pair's chosen and rejected swapped with probability `rate` (robust DPO's noisy labels, arXiv
+    2403.00409 §2), seeded so every variant sees the same flips."""
+    import dataclasses
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for pair in pairs:
+        if rng.random() < rate:
+            pair = dataclasses.replace(
+                pair, chosen=pair.rejected, rejected=pair.chosen, gold_chosen=pair.gold_rejected,
+                gold_rejected=pair.gold_chosen,
+            )  # fmt: skip
+        out.append(pair)
+    return out
+
+
 def unpaired_from_pairs(pairs: list[PreferencePair]) -> list[UnpairedExample]:
     """Each pair as two rows (chosen → desirable, rejected → undesirable): TRL's paired-to-unpaired conversion."""
     rows: list[UnpairedExample] = []
