@@ -33,6 +33,9 @@ PACKAGES = {
     "math_verify": "math-verify",
     "snakemake": "snakemake",
 }
+# What a run's numbers depend on beyond its own config: the shared core, the base configs and the DAG. A paper
+# folder added or edited elsewhere does not change it (a run's own configs are in config_sha256).
+CODE_PATHS = ("repro", "configs", "Snakefile", "pyproject.toml")
 
 
 def collect_provenance(
@@ -47,6 +50,7 @@ def collect_provenance(
     return {
         "git_sha": sha,
         "git_dirty": dirty,
+        "code_sha256": code_sha256(repo),
         "config_sha256": config_sha256(config_text),
         "python": platform.python_version(),
         "packages": package_versions(),
@@ -56,6 +60,21 @@ def collect_provenance(
         "gpu": gpu_name(),
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def code_sha256(repo: Path) -> str | None:
+    """sha256 over the path and content of every file git tracks or would track under CODE_PATHS, as they are in
+    the working tree (uncommitted edits count); None outside git."""
+    listed = _git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS)
+    if listed is None:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(set(listed.splitlines())):
+        path = repo / name
+        if path.is_file():
+            digest.update(f"{name}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def config_sha256(config_text: str | None) -> str | None:

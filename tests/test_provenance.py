@@ -16,6 +16,7 @@ from repro.provenance import NOT_INSTALLED, UNKNOWN, collect_provenance, config_
 KEYS = {
     "git_sha",
     "git_dirty",
+    "code_sha256",
     "config_sha256",
     "python",
     "packages",
@@ -71,3 +72,24 @@ def test_absent_package_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> Non
     versions = provenance.package_versions()
     assert versions["nothing_here"] == NOT_INSTALLED
     assert versions["pytest"] == importlib.metadata.version("pytest")
+
+
+def test_code_hash_follows_the_core_not_other_paper_folders(tmp_path: Path) -> None:
+    """A paper folder committed by someone else must not make every other report's runs "stale"; an edit to the
+    core (even uncommitted) must."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / "repro").mkdir()
+    (tmp_path / "repro" / "loss.py").write_text("x = 1\n", encoding="utf-8")
+    (tmp_path / "papers" / "a").mkdir(parents=True)
+    (tmp_path / "papers" / "a" / "paper.yaml").write_text("id: a\n", encoding="utf-8")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    before = collect_provenance(repo_dir=tmp_path)["code_sha256"]
+    (tmp_path / "papers" / "b").mkdir()
+    (tmp_path / "papers" / "b" / "paper.yaml").write_text("id: b\n", encoding="utf-8")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "another paper")
+    assert collect_provenance(repo_dir=tmp_path)["code_sha256"] == before
+    (tmp_path / "repro" / "loss.py").write_text("x = 2\n", encoding="utf-8")  # uncommitted core edit
+    assert collect_provenance(repo_dir=tmp_path)["code_sha256"] != before
+    assert collect_provenance(repo_dir=tmp_path / "nowhere")["code_sha256"] is None

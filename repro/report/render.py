@@ -103,7 +103,8 @@ def header_section(meta: PaperMeta, result: dict[str, Any], tier: str) -> str:
     if stale:
         warnings = [
             *warnings,
-            f"stale: {len(stale)} run(s) were made by other code than this report ({', '.join(stale)})",
+            f"stale: {len(stale)} run(s) were made by other core code (repro/, configs/, Snakefile) than this report "
+            f"({', '.join(stale)})",
         ]
     if warnings:
         lines.append("**Warnings**\n\n" + "\n".join(f"- {_escape(w)}" for w in warnings))
@@ -431,14 +432,15 @@ def _curves_by_variant(result: dict[str, Any], tier_dir: Path, variants: Sequenc
 
 
 def _stale_runs(result: dict[str, Any]) -> list[str]:
-    """Runs whose recorded git SHA differs from the report's (when both are known)."""
-    current = (result.get("provenance") or {}).get("git_sha")
-    if not current or current == UNKNOWN:
-        return []
+    """Runs made by other code than the report: the hash of the core code (repro/, configs/, the Snakefile) differs,
+    or, for runs recorded before that hash existed, the git SHA does (when both are known)."""
+    report = result.get("provenance") or {}
     stale = []
     for run in result.get("runs") or []:
-        sha = (run.get("provenance") or {}).get("git_sha")
-        if sha and sha != UNKNOWN and sha != current:
+        prov = run.get("provenance") or {}
+        key = "code_sha256" if prov.get("code_sha256") and report.get("code_sha256") else "git_sha"
+        mine, current = prov.get(key), report.get(key)
+        if mine and current and UNKNOWN not in (mine, current) and mine != current:
             stale.append(f"{run['variant']}/seed{run['seed']}")
     return stale
 
