@@ -95,13 +95,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from repro.runs import eval_run
 
         result = eval_run(args.run, args.out)
-        if "kl" in result:  # a preference run's alignment evaluation
-            shown = ("gold_reward", "win_rate", "kl", "preference_accuracy")
-            print("  ".join(f"{k} {result[k]:.3f}" for k in shown if k in result) + f" -> {args.out}")
-        else:
+        if "greedy_accuracy" in result and "k" in result:  # an online-RL run's synthetic-task evaluation
             print(
                 f"greedy {result['greedy_accuracy']:.3f}  avg@{result['k']} {result['sampled_accuracy']:.3f} -> {args.out}"
             )
+        else:  # other kinds: their headline numbers (preference: alignment metrics)
+            shown = result.get("headline") or ("gold_reward", "win_rate", "kl", "preference_accuracy")
+            numbers = [f"{k} {result[k]:.3f}" for k in shown if isinstance(result.get(k), int | float)]
+            print("  ".join(numbers) + f" -> {args.out}")
     elif args.verb == "bench":
         _bench(args)
     elif args.verb == "rescore":

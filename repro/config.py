@@ -24,6 +24,7 @@ import yaml
 
 from repro.losses.presets import AXIS_NAMES, LossAxes
 from repro.schema import ConfigError, from_dict, to_dict
+from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
 TIERS = ("smoke", "small", "paper")
 
@@ -310,7 +311,7 @@ def merged_paper_config(paper_dir: Path, tier: str, variant: str) -> dict[str, A
 
 
 def load_paper_config(paper_dir: str | Path, tier: str, variant: str) -> Any:
-    """The validated config of one run: a RunConfig, or a PreferenceRunConfig for `trainer: preference`."""
+    """The validated config of one run: a RunConfig, or another trainer kind's (repro/trainer_kinds.py)."""
     paper_dir = Path(paper_dir)
     where = f"{paper_dir.name} tier={tier} variant={variant}"
     return resolve(merged_paper_config(paper_dir, tier, variant), where)
@@ -323,27 +324,21 @@ def load_config_file(path: str | Path) -> Any:
 def load_resolved(path: Path) -> Any:
     """A run's config.resolved.yaml back into its dataclasses (every field explicit, so no preset expansion)."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if isinstance(raw, dict) and raw.get("trainer") == "preference":
-        from repro.preference_config import PreferenceRunConfig
-
-        return from_dict(PreferenceRunConfig, raw, str(path))
+    if isinstance(raw, dict) and raw.get("trainer", ONLINE_RL) != ONLINE_RL:
+        return from_dict(trainer_kind(str(raw["trainer"]), str(path)).load("config"), raw, str(path))
     return from_dict(RunConfig, raw, str(path))
 
 
 def resolve(raw: dict[str, Any], where: str) -> Any:
     """Validate a merged mapping and expand the preset; raises ConfigError with a fix-it message.
 
-    `trainer: preference` selects the offline preference config (repro/preference_config.py); anything else
-    is an online-RL run (RunConfig).
+    `trainer: <kind>` selects another kind's config (repro/trainer_kinds.py, e.g. `preference`); without it
+    the run is online RL (RunConfig).
     """
     raw = dict(raw)
-    trainer = raw.pop("trainer", "online_rl")
-    if trainer == "preference":
-        from repro.preference_config import resolve_preference
-
-        return resolve_preference({**raw, "trainer": trainer}, where)
-    if trainer != "online_rl":
-        raise ConfigError(f"{where}: trainer: {trainer!r} is not one of online_rl, preference")
+    trainer = raw.pop("trainer", ONLINE_RL)
+    if trainer != ONLINE_RL:
+        return trainer_kind(str(trainer), where).load("resolve")({**raw, "trainer": trainer}, where)
     rewards = raw.get("rewards") or {}
     if not isinstance(rewards, dict):
         raise ConfigError(f"{where}: rewards must be a mapping of reward name -> {{weight, params}}")

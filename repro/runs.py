@@ -18,6 +18,7 @@ from typing import Any
 from repro.config import RunConfig, config_hash, dump, load_paper_config, load_resolved
 from repro.io import read_json, write_json, write_text
 from repro.schema import ConfigError
+from repro.trainer_kinds import kind_of
 from repro.workflow import PREPARED
 
 BASE_ROOT = Path("results/base")
@@ -67,12 +68,8 @@ def train_run(
             f"the DAG expected model {expect_model!r} but the config names {cfg.model.name_or_path!r}; rerun snakemake"
         )
     model_path = resolve_model_path(cfg.model.name_or_path)
-    from repro.preference_config import PreferenceRunConfig
-
-    if isinstance(cfg, PreferenceRunConfig):
-        from repro.runs_preference import train_preference_run
-
-        return train_preference_run(cfg, paper, tier, variant, seed, out, model_path)
+    if (kind := kind_of(cfg)) is not None:
+        return kind.load("train")(cfg, paper, tier, variant, seed, out, model_path)
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
@@ -150,12 +147,8 @@ def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
     import torch
 
     cfg = load_resolved(run_dir / "config.resolved.yaml")
-    from repro.preference_config import PreferenceRunConfig
-
-    if isinstance(cfg, PreferenceRunConfig):
-        from repro.runs_preference import eval_preference_run
-
-        return eval_preference_run(run_dir, cfg, out)
+    if (kind := kind_of(cfg)) is not None:
+        return kind.load("evaluate")(run_dir, cfg, out)
     if not cfg.eval.task:
         raise ConfigError(f"{run_dir}: eval.task is not set; name the synthetic task to evaluate on")
     from repro.data.synthetic import held_out

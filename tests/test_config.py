@@ -223,3 +223,11 @@ def test_grad_variance_and_fp32_head_options(tmp_path: Path) -> None:
         load_config_file(write(tmp_path, with_train(grad_variance_every=1, per_device_train_batch_size=4)))
     with pytest.raises(ConfigError, match="grad_variance_every: is -1"):
         load_config_file(write(tmp_path, with_train(grad_variance_every=-1)))
+
+
+def test_an_unknown_trainer_kind_lists_the_registered_ones() -> None:
+    from repro.config import resolve
+    from repro.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer: unknown trainer 'prefrence'.*Did you mean 'preference'"):
+        resolve({"trainer": "prefrence"}, "cfg.yaml")

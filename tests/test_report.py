@@ -454,3 +454,31 @@ def test_claim_with_a_control_metric_compares_two_metrics_of_the_same_runs(tmp_p
     (row,) = compare(paper_dir, tier_dir, "smoke")["claims"]
     assert row["treatment_mean"] == pytest.approx(0.95) and row["control_mean"] == pytest.approx(0.02)
     assert row["verdict"] == "reproduced" and row["metric"].endswith("vs clip_frac_high (mean over steps)")
+
+
+def test_results_table_averages_each_kinds_metrics_and_ignores_other_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro.report import results_table as rt
+    from repro.report.compare import RunData
+
+    table = rt.ResultTable("Reward model", "Held-out pairs.", {"accuracy": "accuracy", "mean_reward": "mean reward"})
+    monkeypatch.setitem(rt.RESULT_TABLES, "reward_model", table)
+
+    def run(variant: str, seed: int, ev: dict[str, Any] | None) -> RunData:
+        return RunData(variant, seed, Path(f"/x/{variant}/seed{seed}"), eval=ev)
+
+    runs = {
+        "rm": [
+            run("rm", 0, {"trainer": "reward_model", "accuracy": 0.6, "mean_reward": 1.0, "base": {"accuracy": 0.5}}),
+            run("rm", 1, {"trainer": "reward_model", "accuracy": 0.8, "mean_reward": 3.0, "base": {"accuracy": 0.3}}),
+        ],
+        "rl": [run("rl", 0, {"greedy_accuracy": 0.9})],  # an online-RL eval: no `trainer` key, not in the table
+    }
+    summary = rt.results_table_summary(runs)
+    assert summary["trainer"] == "reward_model" and [r["variant"] for r in summary["rows"]] == ["rm"]
+    row = summary["rows"][0]
+    assert row["accuracy"] == pytest.approx(0.7) and row["mean_reward"] == pytest.approx(2.0)
+    assert row["accuracy_ci"][0] < 0.7 < row["accuracy_ci"][1]
+    assert summary["reference"] == {"accuracy": pytest.approx(0.4)}
+    text = rt.results_table_section(summary)
+    assert text.startswith("## Reward model") and "| starting model | — | 0.400 | — |" in text
+    assert rt.results_table_summary({"rl": runs["rl"]}) is None and rt.results_table_section(None) == ""

@@ -22,6 +22,7 @@ from repro.io import read_json, read_jsonl_tolerant, write_json
 from repro.provenance import collect_provenance
 from repro.report.alignment import alignment_summary
 from repro.report.claims import REDUCERS, TESTS, mean_ci
+from repro.report.results_table import results_table_summary
 from repro.report.targets import (
     BASE_MODEL,
     Ablation,
@@ -431,6 +432,7 @@ def compare(
         "settings": settings_rows(meta, runs),
         "divergence": divergence_rows(runs),
         "alignment": alignment_summary(runs),
+        "results_table": results_table_summary(runs),
         "scaling_fits": scaling_fit_rows(meta.scaling_fit, runs),
         "scaling_fit_meta": dataclasses.asdict(meta.scaling_fit) if meta.scaling_fit else None,
         "runs": run_rows(runs),

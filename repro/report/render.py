@@ -16,6 +16,7 @@ from repro.io import read_json, read_jsonl_tolerant, write_text
 from repro.provenance import UNKNOWN
 from repro.report import plots
 from repro.report.alignment import alignment_section
+from repro.report.results_table import results_table_section
 from repro.report.targets import PaperMeta, load_paper_meta
 
 TIER_SCALE = {
@@ -64,6 +65,7 @@ def render_report(
         ablation_section(result, tier, ablation_figure, out.parent),
         scaling_fit_section(result, fit_figure, out.parent),
         alignment_section(result.get("alignment"), frontier, out.parent),
+        results_table_section(result.get("results_table")),
         curves_section(curve_figures, out.parent),
         divergence_section(result, meta.variants),
         provenance_section(result),

@@ -1,0 +1,75 @@
+"""The evaluation table of an SFT, reward-model or distillation paper: each variant's eval.json numbers (mean
+over seeds with a 95% CI) beside the starting model's, in compare.json (`results_table`) and the report.
+
+A trainer kind's eval.json says which table it belongs to with `"trainer": "<kind>"` and may carry the
+starting model's numbers under `"base"`. Runs without a `trainer` key (online RL, preference: those have
+their own sections) contribute nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from repro.report.alignment import _cell, _finite
+from repro.report.claims import mean_ci
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    title: str  # the report section's heading
+    description: str  # what the numbers are and how they were measured
+    metrics: dict[str, str]  # eval.json key -> column title, in the order the table shows them
+    reference_label: str = "starting model"  # the row of eval.json's "base" numbers
+
+
+# trainer kind (repro/trainer_kinds.py) -> its table
+RESULT_TABLES: dict[str, ResultTable] = {}
+
+
+def results_table_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """Per variant: mean and seed CI of each metric of the runs' table; the mean of their `base` numbers."""
+    kinds = {r.eval.get("trainer") for rs in runs.values() for r in rs if isinstance(r.eval, dict)}
+    kinds = sorted(k for k in kinds if k in RESULT_TABLES)
+    if not kinds:
+        return None
+    kind = kinds[0]  # a paper's variants share one trainer kind
+    table = RESULT_TABLES[kind]
+    rows, reference = [], {}
+    for variant, variant_runs in runs.items():
+        evals = [r.eval for r in variant_runs if isinstance(r.eval, dict) and r.eval.get("trainer") == kind]
+        if not evals:
+            continue
+        row: dict[str, Any] = {"variant": variant, "n_seeds": len(evals)}
+        for key in table.metrics:
+            values = [v for e in evals if (v := _finite(e.get(key))) is not None]
+            row[key] = float(np.mean(values)) if values else None
+            row[f"{key}_ci"] = list(ci) if (ci := mean_ci(values)) else None
+        rows.append(row)
+        for e in evals:
+            for key, value in (e.get("base") or {}).items():
+                if (v := _finite(value)) is not None:
+                    reference.setdefault(key, []).append(v)
+    return {"trainer": kind, "rows": rows, "reference": {k: float(np.mean(v)) for k, v in reference.items()}}
+
+
+def results_table_section(summary: dict[str, Any] | None) -> str:
+    if not summary or summary.get("trainer") not in RESULT_TABLES:
+        return ""
+    table = RESULT_TABLES[summary["trainer"]]
+    keys = [k for k in table.metrics if any(r.get(k) is not None for r in summary["rows"])]
+    lines = [
+        f"| variant | seeds | {' | '.join(table.metrics[k] for k in keys)} |",
+        "|" + "---|" * (len(keys) + 2),
+    ]
+    ref = summary.get("reference") or {}
+    if any(k in ref for k in keys):
+        cells = " | ".join(f"{ref[k]:.3f}" if k in ref else "—" for k in keys)
+        lines.append(f"| {table.reference_label} | — | {cells} |")
+    for row in summary["rows"]:
+        lines.append(f"| {row['variant']} | {row['n_seeds']} | " + " | ".join(_cell(row, k) for k in keys) + " |")
+    return f"## {table.title}\n\n{table.description} Mean over training seeds [95% CI over seeds].\n\n" + "\n".join(
+        lines
+    )

@@ -1,0 +1,60 @@
+"""The trainer kinds a paper config can select with its top-level `trainer:` key.
+
+`online_rl` (the default, repro/config.py RunConfig) is built in. Every other kind names, as
+"module:attribute" strings so that nothing heavy is imported until a run of that kind is resolved:
+- `config`: its frozen run-config dataclass (config.resolved.yaml is read back into it);
+- `resolve`: `(raw mapping, where) -> config`, validating with fix-it messages (ConfigError);
+- `train`: `(cfg, paper, tier, variant, seed, out_dir, model_path) -> summary dict` (the `train` verb);
+- `evaluate`: `(run_dir, cfg, out_path) -> eval dict` (the `eval` verb), written atomically to out_path.
+
+A new kind is one entry here plus its modules; repro/config.py and repro/runs.py dispatch through it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+ONLINE_RL = "online_rl"
+
+
+@dataclass(frozen=True)
+class TrainerKind:
+    name: str
+    config: str
+    resolve: str
+    train: str
+    evaluate: str
+
+    def load(self, role: str) -> Any:
+        """The object behind one of the "module:attribute" fields (config, resolve, train, evaluate)."""
+        module, attribute = getattr(self, role).split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+TRAINER_KINDS: dict[str, TrainerKind] = {
+    "preference": TrainerKind(
+        "preference",
+        config="repro.preference_config:PreferenceRunConfig",
+        resolve="repro.preference_config:resolve_preference",
+        train="repro.runs_preference:train_preference_run",
+        evaluate="repro.runs_preference:eval_preference_run",
+    ),
+}
+
+
+def trainer_kind(name: str, where: str) -> TrainerKind:
+    """The registered kind `name`; a ConfigError listing the valid names otherwise."""
+    if name not in TRAINER_KINDS:
+        from repro.registry import unknown_name_message
+        from repro.schema import ConfigError
+
+        raise ConfigError(f"{where}: trainer: " + unknown_name_message("trainer", name, [ONLINE_RL, *TRAINER_KINDS]))
+    return TRAINER_KINDS[name]
+
+
+def kind_of(cfg: Any) -> TrainerKind | None:
+    """The kind of a resolved config; None for an online-RL RunConfig (which has no `trainer` field)."""
+    name = getattr(cfg, "trainer", ONLINE_RL)
+    return None if name == ONLINE_RL else TRAINER_KINDS[name]
