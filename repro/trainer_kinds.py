@@ -41,6 +41,13 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         train="repro.runs_preference:train_preference_run",
         evaluate="repro.runs_preference:eval_preference_run",
     ),
+    "distillation": TrainerKind(
+        "distillation",
+        config="repro.distillation_config:DistillationRunConfig",
+        resolve="repro.distillation_config:resolve_distillation",
+        train="repro.runs_distillation:train_distillation_run",
+        evaluate="repro.runs_distillation:eval_distillation_run",
+    ),
 }
 
 

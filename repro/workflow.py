@@ -50,9 +50,11 @@ def run_inputs(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DI
 
 
 def prepared_bases(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
-    """Prepared bases a run reads: its model's, and a preference run's synthetic pairs (`data.pairs`)."""
+    """Prepared bases a run reads: its model's, a preference run's synthetic pairs (`data.pairs`), and a
+    distillation run's teacher (`train.teacher_model_name_or_path`)."""
     merged = merged_paper_config(papers_dir / paper, tier, variant)
     names = [str(merged.get("model", {}).get("name_or_path", "")), str(merged.get("data", {}).get("pairs", ""))]
+    names.append(str((merged.get("train") or {}).get("teacher_model_name_or_path", "")))
     return [n[len(PREPARED) :] for n in names if n.startswith(PREPARED)]
 
 

@@ -47,6 +47,20 @@ CURVE_FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Held-out samples during training: gold reward and KL(π‖π_ref)",
         ("eval_gold_reward", "eval_kl"),
     ),
+    # distillation runs (repro/trainers/distillation.py)
+    "distill_accuracy": (
+        "Held-out accuracy of the student's samples (avg@k) and greedy, during training",
+        ("eval_sampled_accuracy", "eval_greedy_accuracy"),
+    ),
+    "distill_kl": (
+        "Per-token KL to the teacher on the student's held-out samples: reverse KL(π_s‖π_t), forward KL(π_t‖π_s)",
+        ("eval_reverse_kl", "eval_forward_kl"),
+    ),
+    "distill_train": (
+        "Training batches: share on-policy, and reverse KL to the teacher on them",
+        ("on_policy_share", "train_reverse_kl"),
+    ),
+    "distill_flops": ("Cumulative FLOPs (generation, student forward+backward, teacher forward)", ("flops",)),
 }
 BAND_DESCRIPTION = "mean over seeds, min–max band, moving average over 2.5% of steps"
 SMOOTHING_FRACTION = 0.025  # per-step RL metrics are noisy; a short moving average shows the trend

@@ -27,6 +27,27 @@ class ResultTable:
 
 # trainer kind (repro/trainer_kinds.py) -> its table
 RESULT_TABLES: dict[str, ResultTable] = {}
+RESULT_TABLES["distillation"] = ResultTable(
+    title="Distillation: the student against its teacher",
+    description=(
+        "Held-out synthetic-task accuracy of the distilled student (greedy; avg@k of samples at T = 1), the "
+        "teacher's on the same problems and sampling seed, the share of the starting student → teacher gap closed, "
+        "the per-token reverse KL(π_s ‖ π_t) and forward KL(π_t ‖ π_s) on the student's own held-out samples, and "
+        "the first monitored step (and cumulative FLOPs, generation included) at which the monitor's accuracy "
+        "reached base + f·(teacher − base) (censored at max_steps + eval_every when never reached)."
+    ),
+    metrics={
+        "greedy_accuracy": "greedy acc.",
+        "sampled_accuracy": "avg@k acc.",
+        "teacher_sampled_accuracy": "teacher avg@k",
+        "gap_closed": "gap closed",
+        "reverse_kl": "reverse KL (nats/token)",
+        "forward_kl": "forward KL (nats/token)",
+        "steps_to_target": "steps to target",
+        "tflops_to_target": "TFLOPs to target",
+    },
+    reference_label="starting student",
+)
 
 
 def results_table_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
