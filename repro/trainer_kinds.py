@@ -48,6 +48,13 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         train="repro.runs_distillation:train_distillation_run",
         evaluate="repro.runs_distillation:eval_distillation_run",
     ),
+    "reward_model": TrainerKind(
+        "reward_model",
+        config="repro.reward_model_config:RewardRunConfig",
+        resolve="repro.reward_model_config:resolve_reward_model",
+        train="repro.runs_reward_model:train_reward_model_run",
+        evaluate="repro.runs_reward_model:eval_reward_model_run",
+    ),
 }
 
 

@@ -56,6 +56,17 @@ def exact_match(completion: str, answer: str) -> float:
     return float(completion.strip() == answer)
 
 
+@GOLD_REWARDS.register("log_distance")
+def log_distance(completion: str, answer: str) -> float:
+    """1 − log10(1 + |c − a|)/2, floored at 0: graded by how far the number is from the answer (1 exact, 0.85 off by
+    1, 0.5 off by 9, 0 off by ≥ 99; 0 for an empty or non-numeric completion). Its gaps spread the smoke policy's
+    pairs over all four Llama 2 rating levels, where digit_match's put 88% on one (papers/llama2_margin)."""
+    text = completion.strip()
+    if not text or not text.isdigit() or not answer.isdigit():
+        return 0.0
+    return max(0.0, 1.0 - math.log10(1 + abs(int(text) - int(answer))) / 2)
+
+
 @dataclass(frozen=True)
 class PreferenceDataSpec:
     """configs/base/<name>.yaml with `kind: preference_data`: how the sample file is made."""

@@ -85,7 +85,9 @@ class RewardModelJudge:
     Texts are `prompt + response` ("concat", for pre-rendered prompts such as HH's) or the tokenizer's chat
     template over a user and an assistant message ("chat"). Batches are right-padded with the model's pad id, so
     every sequence keeps positions 0..L−1 and the model pools its last real token: a batch scores exactly as one
-    sequence at a time. No EOS is appended. `max_length` keeps the last tokens (the response's end) of a longer text.
+    sequence at a time. `append_eos` appends the tokenizer's EOS to each text, as TRL's RewardTrainer (and
+    repro/trainers/reward_model.py) does when it trains: set it for a reward model trained that way (off: no EOS).
+    `max_length` keeps the last tokens (the response's end) of a longer text.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class RewardModelJudge:
         template: Literal["concat", "chat"] = "concat",
         dtype: str = "float32",
         max_length: int | None = None,
+        append_eos: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -138,13 +141,17 @@ class RewardModelJudge:
         self.model.eval()
         self.name = f"reward_model:{path}"
         self.batch_size, self.template, self.max_length = batch_size, template, max_length
+        self.append_eos = append_eos
         self._torch = torch
 
     def _text(self, prompt: str, response: str) -> str:
         if self.template == "concat":
-            return prompt + response
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+            text = prompt + response
+        else:
+            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        eos = self.tokenizer.eos_token
+        return text + eos if self.append_eos and eos and not text.endswith(eos) else text
 
     def rewards(self, prompts: list[str], responses: list[str]) -> list[float]:
         """r(x, y) per item, in batches of `batch_size`."""

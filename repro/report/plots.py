@@ -61,6 +61,19 @@ CURVE_FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("on_policy_share", "train_reverse_kl"),
     ),
     "distill_flops": ("Cumulative FLOPs (generation, student forward+backward, teacher forward)", ("flops",)),
+    # reward-model runs (repro/trainers/reward_model.py)
+    "rm_rewards": (
+        "Reward model: mean, min and max reward on training batches",
+        ("mean_reward", "min_reward", "max_reward"),
+    ),
+    "rm_loss_terms": (
+        "Reward-model loss terms: ranking −log σ(r_c − r_r − m) and centring mean (r_c + r_r)² (before η)",
+        ("ranking_loss", "centering_term"),
+    ),
+    "rm_heldout": (
+        "Held-out pairs during training: accuracy, mean reward and gap r_c − r_r",
+        ("heldout_accuracy", "heldout_mean_reward", "heldout_reward_gap"),
+    ),
 }
 BAND_DESCRIPTION = "mean over seeds, min–max band, moving average over 2.5% of steps"
 SMOOTHING_FRACTION = 0.025  # per-step RL metrics are noisy; a short moving average shows the trend

@@ -48,6 +48,29 @@ RESULT_TABLES["distillation"] = ResultTable(
     },
     reference_label="starting student",
 )
+RESULT_TABLES["reward_model"] = ResultTable(
+    title="Reward model on held-out pairs",
+    description=(
+        "Pairs of held-out prompts (synthetic: every pair of a prompt's samples with different gold rewards, the "
+        "gold-better one chosen) scored by the trained reward model: accuracy (r_c > r_r), the mean and |mean| reward "
+        "and its standard deviation over every held-out completion, the mean gap r_c − r_r, and the gap per Llama 2 "
+        "rating level (negligibly / slightly / better / significantly better). The reference row is the run's "
+        "untrained head (same checkpoint, head drawn from the run seed)."
+    ),
+    metrics={
+        "accuracy": "accuracy",
+        "mean_reward": "mean reward",
+        "abs_mean_reward": "|mean reward|",
+        "reward_std": "reward std",
+        "reward_gap": "gap r_c − r_r",
+        "gap_negligibly_better": "gap: negligibly",
+        "gap_slightly_better": "gap: slightly",
+        "gap_better": "gap: better",
+        "gap_significantly_better": "gap: significantly",
+        "accuracy_significantly_better": "acc.: significantly",
+    },
+    reference_label="untrained head",
+)
 
 
 def results_table_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
