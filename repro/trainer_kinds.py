@@ -41,6 +41,13 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         train="repro.runs_preference:train_preference_run",
         evaluate="repro.runs_preference:eval_preference_run",
     ),
+    "sft": TrainerKind(
+        "sft",
+        config="repro.sft_config:SFTRunConfig",
+        resolve="repro.sft_config:resolve_sft",
+        train="repro.runs_sft:train_sft_run",
+        evaluate="repro.runs_sft:eval_sft_run",
+    ),
     "distillation": TrainerKind(
         "distillation",
         config="repro.distillation_config:DistillationRunConfig",

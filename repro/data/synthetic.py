@@ -83,7 +83,20 @@ def _addition_working(rng: random.Random) -> tuple[str, str, str]:
     return "+".join(map(str, operands)) + "=", str(running), ",".join(sums) + "#" + str(running)
 
 
+def _addition_padded(rng: random.Random) -> tuple[str, str, str]:
+    """'042+357=' -> '399': `addition`'s operands written with three digits, at least one of them below 100.
+
+    A shifted distribution for `addition` (DFT's generalisation claim): `addition` never writes a leading zero,
+    so no prompt here is in its training support; the answer is the plain sum.
+    """
+    while True:
+        a, b = rng.randint(0, 999), rng.randint(0, 999)
+        if min(a, b) < 100:
+            return f"{a:03d}+{b:03d}=", str(a + b), str(a + b)
+
+
 TASKS.add("addition", Task("addition", _addition, answer_style="plain"))
+TASKS.add("addition_padded", Task("addition_padded", _addition_padded, answer_style="plain"))
 TASKS.add("addition_working", Task("addition_working", _addition_working, answer_style="hash"))
 TASKS.add("count_colour", Task("count_colour", count_colour, answer_style="plain"))  # visual (PAPO smoke tier)
 

@@ -293,6 +293,22 @@ def growth(values: Sequence[float], frac: float) -> float:
     return float(np.mean(values[-n:]) - np.mean(values[:n]))
 
 
+@REDUCERS.register("mean_first")
+def mean_first(values: Sequence[float], frac: float) -> float:
+    """Mean over the first `frac` of the steps (at least one step): e.g. an averaged iterate's lag early on."""
+    n = max(1, math.ceil(frac * len(values)))
+    return float(np.mean(values[:n]))
+
+
+@REDUCERS.register("fluctuation")
+def fluctuation(values: Sequence[float], frac: float) -> float:
+    """Standard deviation of the step-to-step changes over the last `frac` of the steps (at least three points,
+    else NaN: no value for the seed): the noise of a curve without its trend (BEMA's variance claim)."""
+    n = max(3, math.ceil(frac * len(values)))
+    tail = np.asarray(values[-n:], dtype=float)  # [n]
+    return float(np.std(np.diff(tail), ddof=1)) if len(tail) >= 3 else math.nan
+
+
 @REDUCERS.register("sigmoid_asymptote")
 def sigmoid_asymptote(values: Sequence[float], frac: float) -> float:
     """ScaleRL's fitted asymptote A of R(C) with C = optimizer steps (repro/report/scaling_fit.py).

@@ -141,7 +141,7 @@ def metric_value(run: RunData, metric: ClaimMetric, base: bool = False) -> float
     curve = [float(v) for r in run.metrics if (v := _finite_or_none(r.get(metric.name))) is not None]
     if not curve:
         return None
-    return REDUCERS.get(metric.reduce or "mean")(curve, metric.frac)
+    return _finite_or_none(REDUCERS.get(metric.reduce or "mean")(curve, metric.frac))  # NaN: too short a curve
 
 
 def values_by_seed(runs: list[RunData], metric: ClaimMetric, base: bool = False) -> dict[int, float]:

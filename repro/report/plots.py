@@ -47,6 +47,17 @@ CURVE_FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Held-out samples during training: gold reward and KL(π‖π_ref)",
         ("eval_gold_reward", "eval_kl"),
     ),
+    # SFT runs (repro/trainers/sft_loop.py); the iterate panels share steps (raw θ_t, EMA, BEMA)
+    "sft_loss": ("Training loss (as optimised) and the NLL of the same tokens", ("loss", "nll")),
+    "target_token_probability": ("Mean probability of the target token (training batches)", ("mean_token_prob",)),
+    "heldout_loss_iterates": (
+        "Held-out NLL per token of the raw / EMA / BEMA iterates",
+        ("eval_loss", "eval_loss_ema", "eval_loss_bema"),
+    ),
+    "heldout_accuracy_iterates": (
+        "Held-out greedy accuracy of the raw / EMA / BEMA iterates",
+        ("eval_accuracy", "eval_accuracy_ema", "eval_accuracy_bema"),
+    ),
     # distillation runs (repro/trainers/distillation.py)
     "distill_accuracy": (
         "Held-out accuracy of the student's samples (avg@k) and greedy, during training",

@@ -26,7 +26,28 @@ class ResultTable:
 
 
 # trainer kind (repro/trainer_kinds.py) -> its table
-RESULT_TABLES: dict[str, ResultTable] = {}
+RESULT_TABLES: dict[str, ResultTable] = {
+    "sft": ResultTable(
+        title="Held-out evaluation (SFT)",
+        description=(
+            "Each run's last iterate (and, with BEMA, its final EMA and BEMA iterates) on the held-out problems of "
+            "the training task and of the shifted task: greedy accuracy, sampled accuracy (avg@k at the eval "
+            "temperature) and NLL per completion token; every model scored with the run's sampling seed."
+        ),
+        metrics={
+            "greedy_accuracy": "greedy acc.",
+            "sampled_accuracy": "sampled acc.",
+            "eval_loss": "held-out NLL",
+            "shifted_greedy_accuracy": "shifted greedy acc.",
+            "shifted_sampled_accuracy": "shifted sampled acc.",
+            "shifted_eval_loss": "shifted NLL",
+            "ema_eval_loss": "EMA NLL",
+            "bema_eval_loss": "BEMA NLL",
+            "ema_sampled_accuracy": "EMA sampled acc.",
+            "bema_sampled_accuracy": "BEMA sampled acc.",
+        },
+    ),
+}
 RESULT_TABLES["distillation"] = ResultTable(
     title="Distillation: the student against its teacher",
     description=(

@@ -209,6 +209,8 @@ class ClaimMetric:
             "min": "min over steps",
             "mean": "mean over steps",
             "growth": f"mean of the last {self.frac:.0%} of steps − mean of the first {self.frac:.0%}",
+            "mean_first": f"mean over the first {self.frac:.0%} of steps",
+            "fluctuation": f"std of step-to-step changes over the last {self.frac:.0%} of steps",
             "sigmoid_asymptote": f"fitted sigmoid asymptote A over steps, first {self.frac:.0%} as warm-up",
         }.get(self.reduce or "", self.reduce or "")
         return f"{self.name} ({how})"

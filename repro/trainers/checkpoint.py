@@ -16,13 +16,21 @@ from safetensors.torch import load_file, save_file
 
 
 def save_checkpoint(
-    ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]
+    ckpt_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> None:
+    """`tensors`: a trainer's own buffers (e.g. BEMA's θ₀ and EMA), read back with `load_checkpoint_tensors`."""
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(weights, tmp / "model.safetensors")  # clones: tied embeddings no longer share memory
+    if tensors:
+        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, tmp / "extra.safetensors")
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
         tmp / "optim.pt",
@@ -53,6 +61,12 @@ def load_checkpoint(
     version, internal, gauss = state.pop("python_rng")
     random.setstate((version, tuple(internal), gauss))
     return state
+
+
+def load_checkpoint_tensors(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    """The `tensors` saved with the checkpoint in `ckpt_dir` (empty if none); call after `load_checkpoint`."""
+    path = ckpt_dir / "extra.safetensors"
+    return load_file(path) if path.is_file() else {}
 
 
 def _py_rng_state() -> list[Any]:

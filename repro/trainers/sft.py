@@ -18,15 +18,27 @@ from repro.data.templates import render
 from repro.progress import progress_bar
 
 
-def completion_batch(tokenizer: Any, prompts: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+target+EOS rows; labels are -100 except on target and EOS tokens."""
+def completion_batch(
+    tokenizer: Any,
+    prompts: list[str],
+    targets: list[str],
+    *,
+    max_length: int | None = None,
+    completion_only: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+target+EOS rows; labels are -100 except on target and EOS tokens.
+
+    `max_length` keeps each row's first tokens (TRL's truncation_mode keep_start); `completion_only=False` trains
+    on the prompt's tokens too (TRL's completion_only_loss=False). Prompt and target are tokenized apart, so no
+    token merges across their boundary (with a character tokenizer this is TRL's tokenization exactly).
+    """
     rows, labels = [], []
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     target_ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
     for p, t in zip(prompt_ids, target_ids):
         t = t + [tokenizer.eos_token_id]
-        rows.append(p + t)
-        labels.append([-100] * len(p) + t)
+        rows.append((p + t)[:max_length])
+        labels.append(((p if not completion_only else [-100] * len(p)) + t)[:max_length])
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     return {
