@@ -147,3 +147,61 @@ def test_every_preference_paper_trains_on_prepared_pairs_the_dag_builds_at_smoke
             paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
             assert not paper_cfg.data.pairs.startswith("prepared:"), (paper, variant, "the paper tier uses real data")
     assert checked, "no preference paper folder found"
+
+
+def test_every_reward_model_paper_trains_on_prepared_pairs_at_smoke_and_real_pairs_at_paper_tier() -> None:
+    """Contract over the reward-model folders (`trainer: reward_model`): the smoke tier trains a prepared base on
+    synthetic pairs that a `kind: preference_data` base builds from a prepared policy (the DAG prepares all three,
+    in order); the paper tier names real pairs, with a rating column wherever a variant maps ratings to margins."""
+    import yaml
+
+    from repro.config import load_paper_config
+    from repro.report.targets import load_paper_meta
+    from repro.reward_model_config import RewardRunConfig
+
+    papers = set()
+    for paper in wf.paper_ids():
+        for variant in load_paper_meta(ROOT / "papers" / paper).variants:
+            cfg = load_paper_config(ROOT / "papers" / paper, "smoke", variant)
+            if not isinstance(cfg, RewardRunConfig):
+                continue
+            papers.add(paper)
+            data = cfg.data.pairs.removeprefix("prepared:")
+            assert cfg.data.pairs.startswith("prepared:") and cfg.model.name_or_path.startswith("prepared:"), paper
+            spec = yaml.safe_load((ROOT / "configs" / "base" / f"{data}.yaml").read_text(encoding="utf-8"))
+            assert spec["kind"] == "preference_data", (paper, variant)
+            assert f"results/base/{spec['policy']}/prepare.json" in wf.base_inputs(data, ROOT / "configs" / "base")
+            inputs = wf.run_inputs(paper, "smoke", variant, ROOT / "papers")
+            assert f"results/base/{data}/prepare.json" in inputs, (paper, variant)
+            paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
+            assert not paper_cfg.data.pairs.startswith("prepared:"), (paper, variant, "the paper tier uses real data")
+            if paper_cfg.data.margin.startswith("llama2"):
+                assert paper_cfg.data.rating_field, (paper, variant, "rated margins need a rating column")
+    assert {"centered_rm", "llama2_margin"} <= papers
+
+
+def test_every_sft_paper_trains_on_a_synthetic_task_from_a_prepared_base_at_smoke_tier() -> None:
+    """Contract over the SFT folders (`trainer: sft`): the smoke tier fine-tunes a prepared base the DAG builds on a
+    synthetic task whose held-out sets (evaluation and shifted) training never draws, scores every eval step of a
+    BEMA run on an update step, and the paper tier names a real dataset and a hub model."""
+    from repro.config import load_paper_config
+    from repro.data.synthetic import HELD_OUT_SEED
+    from repro.report.targets import load_paper_meta
+    from repro.sft_config import SFTRunConfig
+
+    papers = set()
+    for paper in wf.paper_ids():
+        for variant in load_paper_meta(ROOT / "papers" / paper).variants:
+            cfg = load_paper_config(ROOT / "papers" / paper, "smoke", variant)
+            if not isinstance(cfg, SFTRunConfig):
+                continue
+            papers.add(paper)
+            base = cfg.model.name_or_path.removeprefix("prepared:")
+            assert cfg.model.name_or_path.startswith("prepared:") and cfg.synthetic_task, (paper, variant)
+            assert f"results/base/{base}/prepare.json" in wf.run_inputs(paper, "smoke", variant, ROOT / "papers")
+            assert cfg.eval.seed == HELD_OUT_SEED and cfg.eval_task, (paper, variant)
+            if cfg.bema is not None:
+                assert cfg.train.eval_every % cfg.bema.update_freq == 0, (paper, variant, "stale iterates at eval")
+            paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
+            assert paper_cfg.synthetic_task is None and not paper_cfg.model.name_or_path.startswith("prepared:")
+    assert {"dft", "bema"} <= papers
