@@ -25,7 +25,7 @@ GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "math" /
 
 
 def test_registry_lists_the_tasks_and_suggests_on_typos() -> None:
-    assert TASKS.names() == ["addition", "addition_working", "count_colour"]
+    assert TASKS.names() == ["addition", "addition_padded", "addition_working", "count_colour"]
     with pytest.raises(RegistryError, match="Did you mean 'addition'"):
         TASKS.get("adition")
 
