@@ -48,7 +48,8 @@ CURVE_FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("eval_gold_reward", "eval_kl"),
     ),
     # SFT runs (repro/trainers/sft_loop.py); the iterate panels share steps (raw θ_t, EMA, BEMA)
-    "sft_loss": ("Training loss (as optimised) and the NLL of the same tokens", ("loss", "nll")),
+    # ("loss" alone would also match every RL run's loss; SFT's NLL is the number comparable across loss types)
+    "sft_loss": ("NLL per target token on training batches (DFT optimises −sg(p)·log p instead)", ("nll",)),
     "target_token_probability": ("Mean probability of the target token (training batches)", ("mean_token_prob",)),
     "heldout_loss_iterates": (
         "Held-out NLL per token of the raw / EMA / BEMA iterates",
