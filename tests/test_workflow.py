@@ -205,30 +205,3 @@ def test_every_sft_paper_trains_on_a_synthetic_task_from_a_prepared_base_at_smok
             paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
             assert paper_cfg.synthetic_task is None and not paper_cfg.model.name_or_path.startswith("prepared:")
     assert {"dft", "bema"} <= papers
-
-
-def test_every_sft_paper_trains_on_a_synthetic_task_from_a_prepared_base_at_smoke_tier() -> None:
-    """Contract over the SFT folders (`trainer: sft`): the smoke tier fine-tunes a prepared base the DAG builds on a
-    synthetic task whose held-out sets (evaluation and shifted) training never draws, scores every eval step of a
-    BEMA run on an update step, and the paper tier names a real dataset and a hub model."""
-    from repro.config import load_paper_config
-    from repro.data.synthetic import HELD_OUT_SEED
-    from repro.report.targets import load_paper_meta
-    from repro.sft_config import SFTRunConfig
-
-    papers = set()
-    for paper in wf.paper_ids():
-        for variant in load_paper_meta(ROOT / "papers" / paper).variants:
-            cfg = load_paper_config(ROOT / "papers" / paper, "smoke", variant)
-            if not isinstance(cfg, SFTRunConfig):
-                continue
-            papers.add(paper)
-            base = cfg.model.name_or_path.removeprefix("prepared:")
-            assert cfg.model.name_or_path.startswith("prepared:") and cfg.synthetic_task, (paper, variant)
-            assert f"results/base/{base}/prepare.json" in wf.run_inputs(paper, "smoke", variant, ROOT / "papers")
-            assert cfg.eval.seed == HELD_OUT_SEED and cfg.eval_task, (paper, variant)
-            if cfg.bema is not None:
-                assert cfg.train.eval_every % cfg.bema.update_freq == 0, (paper, variant, "stale iterates at eval")
-            paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
-            assert paper_cfg.synthetic_task is None and not paper_cfg.model.name_or_path.startswith("prepared:")
-    assert {"dft", "bema"} <= papers
