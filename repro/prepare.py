@@ -60,6 +60,9 @@ class BaseModelConfig:
     sft: SFTSpec = field(default_factory=SFTSpec)
     eval: EvalConfig = field(default_factory=EvalConfig)
     accuracy_band: list[float] = field(default_factory=lambda: [0.10, 0.60])
+    # a prepared text base (results/base/<name>) whose weights start this one: same width, layers appended with
+    # zero residual outputs (repro/models/grow.py), then `sft.steps` more SFT steps (the distillation teacher)
+    init_from: str | None = None
 
 
 def load_base_config(path: Path) -> BaseModelConfig:
@@ -72,6 +75,16 @@ def load_base_config(path: Path) -> BaseModelConfig:
         from repro.registry import unknown_name_message
 
         raise ConfigError(f"{path}: task: " + unknown_name_message("task", cfg.task, TASKS.names()))
+    if cfg.init_from is not None:
+        source = load_base_config(path.parent / f"{cfg.init_from}.yaml")
+        same = ("hidden_size", "intermediate_size", "num_attention_heads", "max_position_embeddings")
+        if cfg.vision or any(getattr(cfg.model, k) != getattr(source.model, k) for k in same) or (
+            cfg.model.num_hidden_layers < source.model.num_hidden_layers
+        ):
+            raise ConfigError(
+                f"{path}: init_from: {cfg.init_from} grows a text model in depth only; keep its {', '.join(same)} "
+                f"and at least its {source.model.num_hidden_layers} layers"
+            )
     return cfg
 
 
@@ -101,7 +114,14 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
     started = time.time()
     torch.set_num_threads(2)
     processor = None
-    if cfg.vision is None:
+    if cfg.init_from is not None:
+        from repro.models.grow import grow_depth
+
+        if not (out.parent / cfg.init_from / "prepare.json").is_file():
+            raise ConfigError(f"init_from: build {cfg.init_from} first (`snakemake results/base/{cfg.init_from}/prepare.json`)")
+        source, tokenizer = load_policy(str(out.parent / cfg.init_from / "model"))
+        model = grow_depth(source, cfg.model.num_hidden_layers, cfg.model.seed)
+    elif cfg.vision is None:
         tokenizer = build_char_tokenizer()
         model = build_tiny_model(tokenizer, **dataclasses.asdict(cfg.model))
     else:
@@ -148,6 +168,7 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
         "task": cfg.task,
         "params": sum(p.numel() for p in model.parameters()),
         "sft_steps": s.steps,
+        "init_from": cfg.init_from,
         "final_sft_loss": curve[-1]["loss"] if curve else None,
         "greedy_accuracy": result["greedy_accuracy"],
         "sampled_accuracy": result["sampled_accuracy"],

@@ -65,6 +65,8 @@ def base_inputs(base: str, base_dir: Path = Path("configs/base")) -> list[str]:
     files = [str(path)]
     if isinstance(raw, dict) and raw.get("kind") == "preference_data" and raw.get("policy"):
         files.append(f"results/base/{raw['policy']}/prepare.json")
+    if isinstance(raw, dict) and raw.get("init_from"):  # a base grown from another prepared base
+        files.append(f"results/base/{raw['init_from']}/prepare.json")
     return files
 
 

@@ -389,3 +389,28 @@ def test_train_and_eval_round_trip_through_the_verbs(tiny_pair: tuple[str, str],
     else:  # untrained tiny models: no gap to close, so no time to close it
         assert result["steps_to_target"] is None and result["reached_target"] is None
     assert set(result["headline"]) <= set(result)
+
+
+def test_a_grown_teacher_starts_as_its_source_and_the_dag_builds_the_source_first(tmp_path: Path):
+    from repro import workflow as wf
+    from repro.models.grow import grow_depth
+    from repro.models.tiny import build_char_tokenizer, build_tiny_model
+    from repro.prepare import load_base_config
+
+    tok = build_char_tokenizer()
+    source = build_tiny_model(tok, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    grown = grow_depth(source, 4, seed=3)
+    ids = tok(["12+34=46"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    assert grown.config.num_hidden_layers == 4 and len(grown.model.layers) == 4
+    torch.testing.assert_close(grown(ids).logits, source(ids).logits, rtol=0, atol=0)  # the same function
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in source.parameters())
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_depth(source, 1)
+    spec = "task: addition\nmodel: {hidden_size: 32, intermediate_size: 64, num_hidden_layers: %d, num_attention_heads: 2}\n"
+    (tmp_path / "small.yaml").write_text(spec % 2, encoding="utf-8")
+    (tmp_path / "big.yaml").write_text("init_from: small\n" + spec % 4, encoding="utf-8")
+    (tmp_path / "wide.yaml").write_text("init_from: small\n" + spec.replace("32", "48") % 4, encoding="utf-8")
+    assert load_base_config(tmp_path / "big.yaml").init_from == "small"
+    with pytest.raises(ConfigError, match="grows a text model in depth only"):
+        load_base_config(tmp_path / "wide.yaml")
+    assert "results/base/small/prepare.json" in wf.base_inputs("big", tmp_path)

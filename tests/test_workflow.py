@@ -149,6 +149,48 @@ def test_every_preference_paper_trains_on_prepared_pairs_the_dag_builds_at_smoke
     assert checked, "no preference paper folder found"
 
 
+def test_every_distillation_paper_distils_from_a_larger_prepared_teacher_at_smoke_tier() -> None:
+    """Contract over the distillation folders: the smoke tier's teacher is a `prepared:` tiny model the DAG builds
+    before the run, with the student's tokenizer (both text bases use the one char vocabulary), larger and trained
+    longer on the student's task, in an accuracy band above the student's; the paper tier names hub models."""
+    import yaml
+
+    from repro.config import load_paper_config
+    from repro.distillation_config import DistillationRunConfig
+    from repro.report.targets import load_paper_meta
+
+    def spec(name: str) -> dict:
+        return yaml.safe_load((ROOT / "configs" / "base" / f"{name}.yaml").read_text(encoding="utf-8"))
+
+    def params(m: dict) -> int:  # per layer: attention 4h², MLP 3·h·ffn
+        return m["num_hidden_layers"] * (4 * m["hidden_size"] ** 2 + 3 * m["hidden_size"] * m["intermediate_size"])
+
+    checked = 0
+    for paper in wf.paper_ids():
+        for variant in load_paper_meta(ROOT / "papers" / paper).variants:
+            cfg = load_paper_config(ROOT / "papers" / paper, "smoke", variant)
+            if not isinstance(cfg, DistillationRunConfig):
+                continue
+            checked += 1
+            teacher = cfg.train.teacher_model_name_or_path
+            assert teacher.startswith("prepared:") and cfg.model.name_or_path.startswith("prepared:"), (paper, variant)
+            student_spec, teacher_spec = spec(cfg.model.name_or_path[9:]), spec(teacher[9:])
+            assert f"results/base/{teacher[9:]}/prepare.json" in wf.run_inputs(paper, "smoke", variant, ROOT / "papers")
+            assert "vision" not in student_spec and "vision" not in teacher_spec and "kind" not in teacher_spec
+            assert teacher_spec["task"] == student_spec["task"] == cfg.synthetic_task, (paper, variant)
+            assert params(teacher_spec["model"]) > params(student_spec["model"]), (paper, variant)
+            grown_from = teacher_spec.get("init_from")  # a teacher grown from a prepared base continues its SFT
+            teacher_steps = teacher_spec["sft"]["steps"] + (spec(grown_from)["sft"]["steps"] if grown_from else 0)
+            assert teacher_steps > student_spec["sft"]["steps"], (paper, variant)
+            if grown_from:
+                assert f"results/base/{grown_from}/prepare.json" in wf.base_inputs(teacher[9:], ROOT / "configs" / "base")
+            assert teacher_spec["accuracy_band"][0] > student_spec["accuracy_band"][1], (paper, variant)
+            paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
+            for name in (paper_cfg.model.name_or_path, paper_cfg.train.teacher_model_name_or_path):
+                assert not name.startswith("prepared:"), (paper, variant, "the paper tier names hub models")
+    assert checked, "no distillation paper folder found"
+
+
 def test_every_reward_model_paper_trains_on_prepared_pairs_at_smoke_and_real_pairs_at_paper_tier() -> None:
     """Contract over the reward-model folders (`trainer: reward_model`): the smoke tier trains a prepared base on
     synthetic pairs that a `kind: preference_data` base builds from a prepared policy (the DAG prepares all three,
