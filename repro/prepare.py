@@ -78,8 +78,10 @@ def load_base_config(path: Path) -> BaseModelConfig:
     if cfg.init_from is not None:
         source = load_base_config(path.parent / f"{cfg.init_from}.yaml")
         same = ("hidden_size", "intermediate_size", "num_attention_heads", "max_position_embeddings")
-        if cfg.vision or any(getattr(cfg.model, k) != getattr(source.model, k) for k in same) or (
-            cfg.model.num_hidden_layers < source.model.num_hidden_layers
+        if (
+            cfg.vision
+            or any(getattr(cfg.model, k) != getattr(source.model, k) for k in same)
+            or (cfg.model.num_hidden_layers < source.model.num_hidden_layers)
         ):
             raise ConfigError(
                 f"{path}: init_from: {cfg.init_from} grows a text model in depth only; keep its {', '.join(same)} "
@@ -118,7 +120,9 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
         from repro.models.grow import grow_depth
 
         if not (out.parent / cfg.init_from / "prepare.json").is_file():
-            raise ConfigError(f"init_from: build {cfg.init_from} first (`snakemake results/base/{cfg.init_from}/prepare.json`)")
+            raise ConfigError(
+                f"init_from: build {cfg.init_from} first (`snakemake results/base/{cfg.init_from}/prepare.json`)"
+            )
         source, tokenizer = load_policy(str(out.parent / cfg.init_from / "model"))
         model = grow_depth(source, cfg.model.num_hidden_layers, cfg.model.seed)
     elif cfg.vision is None:

@@ -183,7 +183,9 @@ def test_every_distillation_paper_distils_from_a_larger_prepared_teacher_at_smok
             teacher_steps = teacher_spec["sft"]["steps"] + (spec(grown_from)["sft"]["steps"] if grown_from else 0)
             assert teacher_steps > student_spec["sft"]["steps"], (paper, variant)
             if grown_from:
-                assert f"results/base/{grown_from}/prepare.json" in wf.base_inputs(teacher[9:], ROOT / "configs" / "base")
+                assert f"results/base/{grown_from}/prepare.json" in wf.base_inputs(
+                    teacher[9:], ROOT / "configs" / "base"
+                )
             assert teacher_spec["accuracy_band"][0] > student_spec["accuracy_band"][1], (paper, variant)
             paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
             for name in (paper_cfg.model.name_or_path, paper_cfg.train.teacher_model_name_or_path):
