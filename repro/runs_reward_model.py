@@ -21,6 +21,7 @@ from repro.config import dump
 from repro.data.reward_pairs import LEVEL_NAMES, RewardPair
 from repro.io import read_json, write_json, write_text
 from repro.reward_model_config import RewardRunConfig
+from repro.schema import ConfigError
 from repro.workflow import PREPARED
 
 HEADLINE = ("accuracy", "mean_reward", "abs_mean_reward", "reward_gap", "gap_significantly_better")
@@ -135,6 +136,11 @@ def eval_reward_model_run(run_dir: Path, cfg: RewardRunConfig, out: Path) -> dic
     run_seed = int(summary.get("seed", 0))
     model, tokenizer = load_reward_model(str(run_dir / "model"))
     encoded, dropped = encode_pairs(tokenizer, held, cfg.train.max_length)
+    if not encoded:
+        raise ConfigError(
+            f"{run_dir}: no held-out pairs to score ({len(held)} found, {dropped} longer than train.max_length); "
+            "raise eval.n_prompts or train.max_length"
+        )
     levels = [p.level for p in encoded]
     pad_id, batch = int(tokenizer.pad_token_id), cfg.eval.batch_size
     result: dict[str, Any] = {
