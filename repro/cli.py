@@ -197,6 +197,7 @@ def _list(what: str, paper: str | None) -> list[str]:
         from repro.losses.preference import PREFERENCE_LOSSES
         from repro.losses.ratio import RATIO_LEVELS
         from repro.losses.rollout_correction import ROLLOUT_CORRECTIONS
+        from repro.losses.sft import SFT_LOSSES
         from repro.losses.surrogates import SURROGATES
 
         regs = [
@@ -207,6 +208,7 @@ def _list(what: str, paper: str | None) -> list[str]:
             KL_ESTIMATORS,
             ROLLOUT_CORRECTIONS,
             PREFERENCE_LOSSES,
+            SFT_LOSSES,
         ]
         return [f"{r.kind}\t{', '.join(r.names())}" for r in regs] + ["unpaired preference loss_type\tbco_unpaired"]
     if what == "rewards":

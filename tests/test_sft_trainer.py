@@ -399,3 +399,14 @@ def test_a_short_run_trains_evaluates_iterates_and_scores_the_base(tiny_model_di
     assert result["ema_eval_loss"] != pytest.approx(result["bema_eval_loss"])
     assert 0.0 <= result["shifted_sampled_accuracy"] <= 1.0 and "shifted_eval_loss" in result["base"]
     assert set(result["headline"]) <= set(result) and "items" in result and "bema_items" not in result
+
+
+def test_lag_and_fluctuation_reducers_by_hand():
+    from repro.report.claims import REDUCERS
+
+    curve = [4.0, 2.0, 1.0, 3.0, 1.0, 2.0]
+    assert REDUCERS.get("mean_first")(curve, 0.5) == pytest.approx(7 / 3)  # first 3 of 6 points
+    # last 3 points 3, 1, 2: changes −2, +1 → sample std √4.5; a trend without noise has none
+    assert REDUCERS.get("fluctuation")(curve, 0.5) == pytest.approx(math.sqrt(4.5))
+    assert REDUCERS.get("fluctuation")([5.0, 4.0, 3.0, 2.0], 1.0) == pytest.approx(0.0)
+    assert math.isnan(REDUCERS.get("fluctuation")([1.0, 2.0], 0.5))  # two points: no spread of changes
