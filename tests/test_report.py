@@ -482,3 +482,19 @@ def test_results_table_averages_each_kinds_metrics_and_ignores_other_runs(monkey
     text = rt.results_table_section(summary)
     assert text.startswith("## Reward model") and "| starting model | — | 0.400 | — |" in text
     assert rt.results_table_summary({"rl": runs["rl"]}) is None and rt.results_table_section(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("trainer", "why"),
+    [(None, "offline preference run"), ("sft", "supervised fine-tuning"), ("distillation", "same model samples")],
+)
+def test_divergence_section_says_why_a_kind_logs_no_rl_signal(trainer: str | None, why: str) -> None:
+    from repro.report.render import divergence_section
+
+    result: dict[str, Any] = {"divergence": {"a": {"truncation_rate": None, "logprob_gap": None}}}
+    if trainer is not None:
+        result["results_table"] = {"trainer": trainer, "rows": []}
+    text = divergence_section(result, ["a"])
+    assert why in text and "| Variant |" not in text
+    logged = divergence_section({"divergence": {"a": {"truncation_rate": 0.25}}}, ["a"])
+    assert "| a | 0.25" in logged

@@ -303,17 +303,29 @@ def curves_section(figures: dict[str, Path], report_dir: Path) -> str:
     return f"## Training curves\n\nOne line per variant; {plots.BAND_DESCRIPTION}.\n\n" + "\n\n".join(images)
 
 
+# Why a trainer kind logs none of the online-RL signals, and where its drift is reported instead.
+NO_DIVERGENCE_SIGNALS = {
+    "preference": "an offline preference run samples nothing while it trains. Its drift from the reference is in "
+    "the alignment section (KL, likelihood displacement).",
+    "sft": "supervised fine-tuning samples nothing while it trains. Its drift is in the held-out loss curves.",
+    "reward_model": "a reward model samples nothing while it trains. Its drift is in the held-out reward curves.",
+    "distillation": "the student samples without a reward, so there are no groups to go degenerate and no "
+    "sampler–trainer gap (the same model samples and trains). Its drift from the teacher is in the held-out "
+    "divergence curves.",
+}
+
+
 def divergence_section(result: dict[str, Any], variants: Sequence[str]) -> str:
     divergence = result.get("divergence") or {}
     rows = [
         [v, *(fmt((divergence.get(v) or {}).get(k)) for k in DIVERGENCE_COLUMNS)] for v in variants if v in divergence
     ]
     if divergence and all(value is None for row in divergence.values() for value in (row or {}).values()):
+        trainer = (result.get("results_table") or {}).get("trainer", "preference")
         return (
             "## Causes of silent divergence\n\nNone of the online-RL signals (truncation, zero-std groups, refills, "
-            "sampler–trainer gap) is logged by these runs: an offline preference run samples nothing while it "
-            "trains. Its drift from the reference is in the alignment section (KL, likelihood displacement)."
-        )
+            f"sampler–trainer gap) is logged by these runs: {NO_DIVERGENCE_SIGNALS.get(trainer, '')}"
+        ).rstrip()
     return (
         "## Causes of silent divergence\n\nMeans over steps, then over seeds (— where the run does not log it).\n\n"
         + md_table(["Variant", *DIVERGENCE_COLUMNS.values()], rows)
