@@ -22,7 +22,6 @@ teacher and the starting student on the same prompts and seed (reference.json), 
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
@@ -34,14 +33,14 @@ import torch
 
 from repro.data.templates import render
 from repro.distillation_config import DistillationRunConfig
-from repro.io import read_json, write_json, write_text
+from repro.io import read_json, write_json
 from repro.losses.distillation import DISTILLATION_LOSSES, DistillationParams, token_divergence
-from repro.progress import progress_bar
 from repro.rewards.grader import extract_answer, grade
 from repro.rollout.base import SamplingParams
 from repro.rollout.hf import HFRollout
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.logprobs import completion_logits
+from repro.trainers.loop import clipped_update, drive_steps
 from repro.trainers.sequence_logps import EncodedRow, collate
 
 SOURCES = ("student", "teacher", "dataset")
@@ -182,15 +181,9 @@ class DistillationTrainer:
                 with torch.no_grad():
                     kl = token_divergence(s_logits.detach(), t_logits, beta=1.0)  # [B, T]
                 kl_sum += float((kl * b.completion_mask).sum())
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"non-finite gradient norm at step {self.step + 1}; the last good checkpoint is kept in "
-                f"{self.out_dir / 'ckpt'}; lower train.learning_rate"
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = clipped_update(
+            self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
+        )
         self.step += 1
         correct = [c for b in window for c in b.correct]
         row: dict[str, Any] = {
@@ -199,7 +192,7 @@ class DistillationTrainer:
             "on_policy_share": sum(b.source == "student" for b in window) / len(window),
             "completion_length": num_items / sum(b.prompt_ids.size(0) for b in window),
             "train_accuracy": sum(correct) / len(correct),
-            "grad_norm": float(grad_norm),
+            "grad_norm": grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
             "flops": self.flops,
         }
@@ -223,22 +216,19 @@ class DistillationTrainer:
             version, internal, gauss = state["policy_rng"]
             self.policy_rng.setstate((version, tuple(internal), gauss))
         self._write_reference()
-        metrics_path = self.out_dir / "metrics.jsonl"
-        write_text(metrics_path, "".join(_json_line(r) for r in self.metrics_rows))
-        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="distill", disable=not progress)
         self.model.train()
-        try:
-            with open(metrics_path, "a", encoding="utf-8") as metrics_file:
-                while self.step < self.t.max_steps:
-                    row = self._optimizer_step()
-                    metrics_file.write(_json_line(row))
-                    metrics_file.flush()
-                    pbar.update(1)
-                    pbar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_accuracy']:.2f}")
-                    if self.t.save_steps and self.step % self.t.save_steps == 0:
-                        self._save(ckpt_dir)
-        finally:
-            pbar.close()
+        drive_steps(
+            out_dir=self.out_dir,
+            start_step=self.step,
+            max_steps=self.t.max_steps,
+            save_steps=self.t.save_steps,
+            metrics_rows=self.metrics_rows,
+            take_step=self._optimizer_step,
+            save=lambda: self._save(ckpt_dir),
+            desc="distill",
+            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row['train_accuracy']:.2f}"},
+            progress=progress,
+        )
         return self.metrics_rows
 
     def _write_reference(self) -> None:
@@ -272,10 +262,3 @@ class DistillationTrainer:
 def read_reference(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "reference.json"
     return read_json(path) if path.is_file() else None
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    import json
-
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean) + "\n"

@@ -8,7 +8,6 @@ Every paper's trainer composes this loop; no paper subclasses it.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
 from repro.trainers.logprobs import completion_logprobs
+from repro.trainers.loop import clipped_update, json_line
 from repro.trainers.perception import make_probe
 
 
@@ -364,23 +364,18 @@ class OnlineRLTrainer:
         return split_half_variance(self.model, advantages.numel() // G, G, half_loss, split)
 
     def _optimizer_step(self, window: list[dict[str, float]], gen_metrics: dict[str, float], pbar: tqdm) -> None:
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"non-finite gradient norm at step {self.step + 1}; the last good checkpoint is kept in {self.out_dir / 'ckpt'}"
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = clipped_update(
+            self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
+        )
         self.rollout.sync_weights(self.model)
         self.step += 1
         row = {"step": self.step, **gen_metrics}
         for key in window[0]:
             row[key] = sum(w[key] for w in window) / len(window)
-        row["grad_norm"] = float(grad_norm)
+        row["grad_norm"] = grad_norm
         row["lr"] = self.scheduler.get_last_lr()[0]
         self.metrics_rows.append(row)
-        self._metrics_file.write(_json_line(row))
+        self._metrics_file.write(json_line(row))
         self._metrics_file.flush()
         pbar.update(1)
         pbar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}", ent=f"{row['entropy']:.2f}")
@@ -396,7 +391,7 @@ class OnlineRLTrainer:
             self.prompt_order, self.prompt_cursor = state["prompt_order"], state["prompt_cursor"]
         metrics_path = self.out_dir / "metrics.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("".join(_json_line(r) for r in self.metrics_rows), encoding="utf-8")
+        metrics_path.write_text("".join(json_line(r) for r in self.metrics_rows), encoding="utf-8")
         self._metrics_file = open(metrics_path, "a", encoding="utf-8")
         pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not progress)
         try:
@@ -419,7 +414,7 @@ class OnlineRLTrainer:
         # rewrite with the timing fields filled in (atomic)
         from repro.io import write_text
 
-        write_text(metrics_path, "".join(_json_line(r) for r in self.metrics_rows))
+        write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))
         return self.metrics_rows
 
     def _save(self, ckpt_dir: Path) -> None:
@@ -439,13 +434,6 @@ class OnlineRLTrainer:
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float((x * mask).sum() / mask.sum().clamp(min=1))
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    import json
-
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean) + "\n"
 
 
 def _ratio_stats(rho: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:

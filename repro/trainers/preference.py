@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from repro.data.preference import PreferencePair, UnpairedExample
-from repro.io import read_json, write_json, write_text
+from repro.io import read_json, write_json
 from repro.losses.preference import (
     PREFERENCE_LOSSES,
     PreferenceLogps,
@@ -29,8 +29,8 @@ from repro.losses.preference import (
     bco_unpaired_loss,
 )
 from repro.preference_config import PreferenceRunConfig
-from repro.progress import progress_bar
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
+from repro.trainers.loop import clipped_update, drive_steps, mean_rows
 from repro.trainers.sequence_logps import EncodedRow, encode_row, sequence_logps, sequence_logps_batched
 
 
@@ -193,23 +193,19 @@ class PreferenceTrainer:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
             self.running.mean, self.running.var, self.running.count = state["running"]
-        metrics_path = self.out_dir / "metrics.jsonl"
-        write_text(metrics_path, "".join(_json_line(r) for r in self.metrics_rows))
-        metrics_file = open(metrics_path, "a", encoding="utf-8")
-        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not progress)
         self.model.train()
-        try:
-            while self.step < self.t.max_steps:
-                row = self._optimizer_step()
-                metrics_file.write(_json_line(row))
-                metrics_file.flush()
-                pbar.update(1)
-                pbar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row.get('accuracy', math.nan):.2f}")
-                if self.t.save_steps and self.step % self.t.save_steps == 0:
-                    self._save(ckpt_dir)
-        finally:
-            metrics_file.close()
-            pbar.close()
+        drive_steps(
+            out_dir=self.out_dir,
+            start_step=self.step,
+            max_steps=self.t.max_steps,
+            save_steps=self.t.save_steps,
+            metrics_rows=self.metrics_rows,
+            take_step=self._optimizer_step,
+            save=lambda: self._save(ckpt_dir),
+            desc="train",
+            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row.get('accuracy', math.nan):.2f}"},
+            progress=progress,
+        )
         return self.metrics_rows
 
     def _optimizer_step(self) -> dict[str, Any]:
@@ -219,20 +215,12 @@ class PreferenceTrainer:
             loss, stats = self._micro_batch(self._next_indices(self.t.per_device_train_batch_size))
             (loss / self.t.gradient_accumulation_steps).backward()  # HF divides DPO's loss by GA
             window.append(stats)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"non-finite gradient norm at step {self.step + 1}; the last good checkpoint is kept in "
-                f"{self.out_dir / 'ckpt'}"
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = clipped_update(
+            self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
+        )
         self.step += 1
-        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
-        for key in window[0]:
-            row[key] = float(sum(w[key] for w in window) / len(window))
-        row.update(grad_norm=float(grad_norm), lr=self.scheduler.get_last_lr()[0])
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **mean_rows(window)}
+        row.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0])
         row["step_time"] = time.perf_counter() - start
         if self.monitor is not None and self.t.eval_every and self.step % self.t.eval_every == 0:
             row.update(self.monitor(self.model))
@@ -255,10 +243,3 @@ class PreferenceTrainer:
                 "running": [self.running.mean, self.running.var, self.running.count],
             },
         )
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    import json
-
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean) + "\n"

@@ -13,8 +13,6 @@ token, not the appended EOS: TRL does the same, and so does the reward-model jud
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -24,11 +22,10 @@ from typing import Any
 import torch
 
 from repro.data.reward_pairs import RewardPair
-from repro.io import write_text
 from repro.losses.reward_model import reward_model_loss
-from repro.progress import progress_bar
 from repro.reward_model_config import RewardRunConfig
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
+from repro.trainers.loop import clipped_update, drive_steps, mean_rows
 
 
 @dataclass(frozen=True)
@@ -196,22 +193,19 @@ class RewardModelTrainer:
         if state is not None:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
-        metrics_path = self.out_dir / "metrics.jsonl"
-        write_text(metrics_path, "".join(_json_line(r) for r in self.metrics_rows))
-        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train RM", disable=not progress)
         self.model.train()
-        try:
-            with open(metrics_path, "a", encoding="utf-8") as metrics_file:
-                while self.step < self.t.max_steps:
-                    row = self._optimizer_step()
-                    metrics_file.write(_json_line(row))
-                    metrics_file.flush()
-                    pbar.update(1)
-                    pbar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
-                    if self.t.save_steps and self.step % self.t.save_steps == 0:
-                        self._save(ckpt_dir)
-        finally:
-            pbar.close()
+        drive_steps(
+            out_dir=self.out_dir,
+            start_step=self.step,
+            max_steps=self.t.max_steps,
+            save_steps=self.t.save_steps,
+            metrics_rows=self.metrics_rows,
+            take_step=self._optimizer_step,
+            save=lambda: self._save(ckpt_dir),
+            desc="train RM",
+            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row['accuracy']:.2f}"},
+            progress=progress,
+        )
         return self.metrics_rows
 
     def _optimizer_step(self) -> dict[str, Any]:
@@ -221,22 +215,14 @@ class RewardModelTrainer:
             loss, stats = self.micro_batch(self._next_indices(self.t.per_device_train_batch_size))
             (loss / self.t.gradient_accumulation_steps).backward()  # HF divides the reward loss by GA (TRL)
             window.append(stats)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"non-finite gradient norm at step {self.step + 1}; the last good checkpoint is kept in "
-                f"{self.out_dir / 'ckpt'}"
-            )
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = clipped_update(
+            self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
+        )
         self.step += 1
-        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
-        for key in window[0]:
-            row[key] = float(sum(w[key] for w in window) / len(window))
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **mean_rows(window)}
         row["min_reward"] = min(w["min_reward"] for w in window)
         row["max_reward"] = max(w["max_reward"] for w in window)
-        row.update(grad_norm=float(grad_norm), lr=self.scheduler.get_last_lr()[0])
+        row.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0])
         if self.monitor and self.t.eval_every and self.step % self.t.eval_every == 0:
             r_c, r_r = score_pairs(self.model, self.monitor, self.pad_id, self.cfg.eval.batch_size)
             rewards = torch.cat([r_c, r_r])  # [2N]
@@ -255,8 +241,3 @@ class RewardModelTrainer:
             "epoch": self.epoch,
         }  # fmt: skip
         save_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, state)
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean) + "\n"

@@ -17,8 +17,6 @@ synthetic task, `eval_accuracy[_ema|_bema]` (greedy). Checkpoints (with BEMA's b
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,11 @@ from typing import Any
 import torch
 
 from repro.data.sft_data import SFTExample, TrainingStream
-from repro.io import write_text
 from repro.losses.sft import SFT_LOSSES, sft_loss, target_logps
-from repro.progress import progress_bar
 from repro.sft_config import SFTRunConfig
 from repro.trainers.bema import BemaAverager, load_iterate, trainable_parameters
 from repro.trainers.checkpoint import load_checkpoint, load_checkpoint_tensors, save_checkpoint
+from repro.trainers.loop import clipped_update, drive_steps
 from repro.trainers.sft import completion_batch
 
 
@@ -146,16 +143,10 @@ class SFTTrainer:
                 sums["prob"] += float((logps.detach().exp() * mask).sum())
                 sums["correct"] += float(((detached.argmax(-1) == batch["labels"][:, 1:]) & mask).sum())
                 sums["entropy"] += float((token_entropy * mask).sum())
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"non-finite gradient norm at step {self.step + 1}; lower train.learning_rate (the last good "
-                f"checkpoint is kept in {self.out_dir / 'ckpt'})"
-            )
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
+        grad_norm = clipped_update(
+            self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
+        )
         self.step += 1
         n = max(n_items, 1)
         row: dict[str, Any] = {
@@ -168,7 +159,7 @@ class SFTTrainer:
             "mean_token_accuracy": sums["correct"] / n,
             "entropy": sums["entropy"] / n,
             "num_tokens": n_items,
-            "grad_norm": float(grad_norm),
+            "grad_norm": grad_norm,
             "lr": lr,
         }
         if self.bema is not None:
@@ -205,21 +196,18 @@ class SFTTrainer:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             if self.bema is not None:
                 self.bema.load_state_tensors(load_checkpoint_tensors(ckpt_dir), state["bema_updates"])
-        metrics_path = self.out_dir / "metrics.jsonl"
-        write_text(metrics_path, "".join(_json_line(r) for r in self.metrics_rows))
-        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="sft", disable=not progress)
-        try:
-            with open(metrics_path, "a", encoding="utf-8") as metrics_file:
-                while self.step < self.t.max_steps:
-                    row = self._optimizer_step()
-                    metrics_file.write(_json_line(row))
-                    metrics_file.flush()
-                    pbar.update(1)
-                    pbar.set_postfix(loss=f"{row['loss']:.3f}", nll=f"{row['nll']:.3f}", refresh=False)
-                    if self.t.save_steps and self.step % self.t.save_steps == 0:
-                        self._save(ckpt_dir)
-        finally:
-            pbar.close()
+        drive_steps(
+            out_dir=self.out_dir,
+            start_step=self.step,
+            max_steps=self.t.max_steps,
+            save_steps=self.t.save_steps,
+            metrics_rows=self.metrics_rows,
+            take_step=self._optimizer_step,
+            save=lambda: self._save(ckpt_dir),
+            desc="sft",
+            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "nll": f"{row['nll']:.3f}"},
+            progress=progress,
+        )
         self.model.eval()
         return self.metrics_rows
 
@@ -236,8 +224,3 @@ class SFTTrainer:
         if self.bema is None:
             return {}
         return {name: load_iterate(copy.deepcopy(self.model), self.bema.iterate(name)) for name in ("ema", "bema")}
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean) + "\n"
