@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from repro.losses.presets import AXIS_NAMES, LossAxes
-from repro.schema import ConfigError, from_dict, to_dict
+from repro.schema import ConfigError, check_at_least, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
 TIERS = ("smoke", "small", "paper")
@@ -440,19 +440,20 @@ def _check(cfg: RunConfig, where: str) -> None:
             f"{t.spg} and gradient_accumulation_steps={t.gradient_accumulation_steps} must divide one another, "
             "so an optimizer step covers whole windows of one generation or whole generations",
         )
-    for key, value, low in [
-        ("train.max_steps", t.max_steps, 1),
-        ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-        ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-        ("train.num_iterations", t.num_iterations, 1),
-        ("train.max_completion_length", t.max_completion_length, 1),
-        ("train.dynamic_sampling_max_tries", t.dynamic_sampling_max_tries, 1),
-        ("train.grad_variance_every", t.grad_variance_every, 0),
-        ("eval.k", cfg.eval.k, 1),
-        ("eval.n_problems", cfg.eval.n_problems, 1),
-    ]:
-        if value < low:
-            fail(key, f"is {value}; it must be at least {low}")
+    check_at_least(
+        where,
+        [
+            ("train.max_steps", t.max_steps, 1),
+            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
+            ("train.num_iterations", t.num_iterations, 1),
+            ("train.max_completion_length", t.max_completion_length, 1),
+            ("train.dynamic_sampling_max_tries", t.dynamic_sampling_max_tries, 1),
+            ("train.grad_variance_every", t.grad_variance_every, 0),
+            ("eval.k", cfg.eval.k, 1),
+            ("eval.n_problems", cfg.eval.n_problems, 1),
+        ],
+    )
     if t.learning_rate <= 0:
         fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if not 0 < t.top_p <= 1:

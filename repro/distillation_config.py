@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from repro.config import ModelConfig, ResourcesConfig
-from repro.schema import ConfigError, from_dict
+from repro.schema import ConfigError, check_at_least, from_dict
 
 SYNTHETIC = "synthetic:"
 # TRL fields with no effect here (the tiny and hub models are loaded without dropout changes; the loop owns its
@@ -168,22 +168,23 @@ def _check(cfg: DistillationRunConfig, where: str) -> None:
             fail(key, f"is {value}; a temperature must be positive")
     if not 0.0 < t.top_p <= 1.0:
         fail("train.top_p", f"is {t.top_p}; it must lie in (0, 1] (1 = off)")
-    for key, value, low in [
-        ("train.max_steps", t.max_steps, 1),
-        ("train.max_new_tokens", t.max_new_tokens, 1),
-        ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-        ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-        ("train.top_k", t.top_k, 0),
-        ("train.eval_every", t.eval_every, 0),
-        ("train.eval_prompts", t.eval_prompts, 1),
-        ("train.eval_samples", t.eval_samples, 1),
-        ("train.save_steps", t.save_steps, 0),
-        ("eval.n_problems", e.n_problems, 1),
-        ("eval.k", e.k, 1),
-        ("eval.max_new_tokens", e.max_new_tokens, 1),
-    ]:
-        if value < low:
-            fail(key, f"is {value}; it must be at least {low}")
+    check_at_least(
+        where,
+        [
+            ("train.max_steps", t.max_steps, 1),
+            ("train.max_new_tokens", t.max_new_tokens, 1),
+            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
+            ("train.top_k", t.top_k, 0),
+            ("train.eval_every", t.eval_every, 0),
+            ("train.eval_prompts", t.eval_prompts, 1),
+            ("train.eval_samples", t.eval_samples, 1),
+            ("train.save_steps", t.save_steps, 0),
+            ("eval.n_problems", e.n_problems, 1),
+            ("eval.k", e.k, 1),
+            ("eval.max_new_tokens", e.max_new_tokens, 1),
+        ],
+    )
     if t.learning_rate <= 0:
         fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if not t.teacher_model_name_or_path:

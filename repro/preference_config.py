@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from repro.config import ModelConfig, ResourcesConfig
-from repro.schema import ConfigError, from_dict
+from repro.schema import ConfigError, check_at_least, from_dict
 
 # exo_pair's log ε term needs ε > 0 and TRL 1.16 refuses the seed's exo_pair config without it. We default to
 # ε = 1e-3, the value the EXO paper's code and TRL's own tests use, and write it into the resolved config.
@@ -151,18 +151,19 @@ def _check(cfg: PreferenceRunConfig, where: str) -> None:
         fail("train.label_smoothing", f"is {eps}; robust DPO's flip rate ε must be in [0, 0.5)")
     if not 0.0 <= eps < 1.0:
         fail("train.label_smoothing", f"is {eps}; it must be in [0, 1)")
-    for key, value, low in [
-        ("train.max_steps", t.max_steps, 1),
-        ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-        ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-        ("train.eval_every", t.eval_every, 0),
-        ("train.eval_prompts", t.eval_prompts, 1),
-        ("eval.n_prompts", cfg.eval.n_prompts, 1),
-        ("eval.samples_per_prompt", cfg.eval.samples_per_prompt, 1),
-        ("eval.max_new_tokens", cfg.eval.max_new_tokens, 1),
-    ]:
-        if value < low:
-            fail(key, f"is {value}; it must be at least {low}")
+    check_at_least(
+        where,
+        [
+            ("train.max_steps", t.max_steps, 1),
+            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
+            ("train.eval_every", t.eval_every, 0),
+            ("train.eval_prompts", t.eval_prompts, 1),
+            ("eval.n_prompts", cfg.eval.n_prompts, 1),
+            ("eval.samples_per_prompt", cfg.eval.samples_per_prompt, 1),
+            ("eval.max_new_tokens", cfg.eval.max_new_tokens, 1),
+        ],
+    )
     if t.learning_rate <= 0:
         fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if t.beta <= 0:

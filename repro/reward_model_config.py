@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from repro.config import ModelConfig, ResourcesConfig
-from repro.schema import ConfigError, from_dict
+from repro.schema import ConfigError, check_at_least, from_dict
 
 MARGIN_MODES = ("none", "llama2_small", "llama2_large", "column")
 
@@ -113,19 +113,20 @@ def _check(cfg: RewardRunConfig, where: str) -> None:
     def fail(key: str, message: str) -> None:
         raise ConfigError(f"{where}: {key}: {message}")
 
-    for key, value, low in [
-        ("train.max_steps", t.max_steps, 1),
-        ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-        ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-        ("train.eval_every", t.eval_every, 0),
-        ("train.save_steps", t.save_steps, 0),
-        ("train.warmup_steps", t.warmup_steps, 0),
-        ("eval.n_prompts", cfg.eval.n_prompts, 1),
-        ("eval.n_monitor_pairs", cfg.eval.n_monitor_pairs, 1),
-        ("eval.batch_size", cfg.eval.batch_size, 1),
-    ]:
-        if value < low:
-            fail(key, f"is {value}; it must be at least {low}")
+    check_at_least(
+        where,
+        [
+            ("train.max_steps", t.max_steps, 1),
+            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
+            ("train.eval_every", t.eval_every, 0),
+            ("train.save_steps", t.save_steps, 0),
+            ("train.warmup_steps", t.warmup_steps, 0),
+            ("eval.n_prompts", cfg.eval.n_prompts, 1),
+            ("eval.n_monitor_pairs", cfg.eval.n_monitor_pairs, 1),
+            ("eval.batch_size", cfg.eval.batch_size, 1),
+        ],
+    )
     if t.learning_rate <= 0:
         fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if t.center_rewards_coefficient is not None and t.center_rewards_coefficient < 0:

@@ -19,6 +19,13 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the field and how to fix it."""
 
 
+def check_at_least(where: str, bounds: list[tuple[str, int, int]]) -> None:
+    """Raise a ConfigError naming the first `(key, value, low)` whose value is below its lower bound."""
+    for key, value, low in bounds:
+        if value < low:
+            raise ConfigError(f"{where}: {key}: is {value}; it must be at least {low}")
+
+
 def from_dict(cls: type[T], data: Any, where: str, path: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {path or 'top level'} must be a mapping, got {type(data).__name__}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from repro.config import ModelConfig, ResourcesConfig
-from repro.schema import ConfigError, from_dict
+from repro.schema import ConfigError, check_at_least, from_dict
 
 SYNTHETIC = "synthetic:"
 
@@ -145,20 +145,21 @@ def _check(cfg: SFTRunConfig, where: str) -> None:
 
     if t.packing:
         fail("train.packing", "packing is not implemented (repro/sft_config.py says why); set packing: false")
-    for key, value, low in [
-        ("train.max_steps", t.max_steps, 1),
-        ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-        ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-        ("train.eval_every", t.eval_every, 0),
-        ("train.eval_problems", t.eval_problems, 1),
-        ("train.warmup_steps", t.warmup_steps, 0),
-        ("train.save_steps", t.save_steps, 0),
-        ("eval.n_problems", e.n_problems, 1),
-        ("eval.k", e.k, 1),
-        ("eval.max_new_tokens", e.max_new_tokens, 1),
-    ]:
-        if value < low:
-            fail(key, f"is {value}; it must be at least {low}")
+    check_at_least(
+        where,
+        [
+            ("train.max_steps", t.max_steps, 1),
+            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
+            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
+            ("train.eval_every", t.eval_every, 0),
+            ("train.eval_problems", t.eval_problems, 1),
+            ("train.warmup_steps", t.warmup_steps, 0),
+            ("train.save_steps", t.save_steps, 0),
+            ("eval.n_problems", e.n_problems, 1),
+            ("eval.k", e.k, 1),
+            ("eval.max_new_tokens", e.max_new_tokens, 1),
+        ],
+    )
     if t.learning_rate <= 0:
         fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if not 0.0 <= t.warmup_ratio < 1.0:

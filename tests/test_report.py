@@ -498,3 +498,12 @@ def test_divergence_section_says_why_a_kind_logs_no_rl_signal(trainer: str | Non
     assert why in text and "| Variant |" not in text
     logged = divergence_section({"divergence": {"a": {"truncation_rate": 0.25}}}, ["a"])
     assert "| a | 0.25" in logged
+
+
+def test_table_cells_keep_three_decimals_for_rates_and_fewer_for_counts() -> None:
+    from repro.report.alignment import _cell
+
+    assert _cell({"acc": 0.72512, "acc_ci": [0.69, 0.76]}, "acc") == "0.725 [0.690, 0.760]"
+    assert _cell({"steps": 70.0, "steps_ci": [45.159, 94.841]}, "steps") == "70.0 [45.2, 94.8]"
+    assert _cell({"steps": 113.33, "steps_ci": [61.6, 165.0]}, "steps") == "113 [62, 165]"
+    assert _cell({"steps": None}, "steps") == "—"

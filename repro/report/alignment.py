@@ -61,11 +61,13 @@ def alignment_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
+    """Mean [CI]: three decimals for rates and losses, fewer for counts like steps (decimals there are noise)."""
     value = row.get(key)
     if value is None:
         return "—"
+    d = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 3
     ci = row.get(f"{key}_ci")
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+    return f"{value:.{d}f} [{ci[0]:.{d}f}, {ci[1]:.{d}f}]" if ci else f"{value:.{d}f}"
 
 
 def alignment_section(summary: dict[str, Any] | None, figure: Path | None, report_dir: Path) -> str:

@@ -1,0 +1,92 @@
+"""What every trainer's step loop shares: the clipped update that refuses a non-finite gradient, the
+metrics.jsonl line, and the resumable driver of the offline kinds (preference, SFT, reward model, distillation).
+
+Each trainer keeps what is its own: the micro-batches of one optimizer step (returning the step's metrics row),
+what its checkpoint holds beyond the weights, and what its progress bar shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.io import write_text
+from repro.progress import progress_bar
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One metrics row as a JSON line; NaN and ±inf become null (JSON has no non-finite numbers)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean) + "\n"
+
+
+def mean_rows(window: list[dict[str, float]]) -> dict[str, float]:
+    """Key-wise mean over the micro-batches of one accumulation window (keys of the first micro-batch)."""
+    return {key: float(sum(w[key] for w in window) / len(window)) for key in window[0]}
+
+
+def clipped_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    max_grad_norm: float,
+    next_step: int,
+    ckpt_dir: Path,
+) -> float:
+    """Clip the accumulated gradient to `max_grad_norm`, step optimizer and schedule, clear the gradient.
+
+    Returns the pre-clip gradient norm. A non-finite norm stops the run before the weights are touched, so the
+    last checkpoint stays the last good state.
+    """
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError(
+            f"non-finite gradient norm at step {next_step}; lower train.learning_rate or train.max_grad_norm "
+            f"(the last good checkpoint is kept in {ckpt_dir})"
+        )
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+def drive_steps(
+    *,
+    out_dir: Path,
+    start_step: int,
+    max_steps: int,
+    save_steps: int | None,
+    metrics_rows: list[dict[str, Any]],
+    take_step: Callable[[], dict[str, Any]],
+    save: Callable[[], None],
+    desc: str,
+    postfix: Callable[[dict[str, Any]], dict[str, str]],
+    progress: bool = True,
+) -> None:
+    """Run `take_step` until `max_steps`, appending each row to out_dir/metrics.jsonl and saving every `save_steps`.
+
+    metrics.jsonl is first rewritten (atomically) with `metrics_rows`, the rows the checkpoint holds: a resumed
+    run drops the rows of steps it is about to redo, so the file never holds a step twice.
+    """
+    metrics_path = out_dir / "metrics.jsonl"
+    write_text(metrics_path, "".join(json_line(r) for r in metrics_rows))
+    pbar = progress_bar(total=max_steps, initial=start_step, desc=desc, disable=not progress)
+    step = start_step
+    try:
+        with open(metrics_path, "a", encoding="utf-8") as metrics_file:
+            while step < max_steps:
+                row = take_step()
+                step = row["step"]
+                metrics_file.write(json_line(row))
+                metrics_file.flush()
+                pbar.update(1)
+                pbar.set_postfix(**postfix(row), refresh=False)
+                if save_steps and step % save_steps == 0:
+                    save()
+    finally:
+        pbar.close()
