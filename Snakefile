@@ -42,9 +42,22 @@ def run_resource(name):
     return lambda wildcards: wf.resources(wildcards.paper, wildcards.tier, wildcards.variant)[name]
 
 
+# The whole catalog: every paper's report, then the catalog index (reports/index.md, index.html). Each
+# `snakemake papers/<id>` refreshes the index too (rule paper), from whatever comparisons exist; so does
+# `python -m repro index`. The index is not a declared output: a rule owning it would let Snakemake skip
+# missing reports whenever an older index exists.
 rule all:
     input:
         expand("reports/{paper}/report.md", paper=wf.paper_ids()),
+    log:
+        "logs/index.log",
+    params:
+        python=PYTHON,
+    localrule: True
+    conda:
+        "envs/repro.yaml"
+    shell:
+        "{params.python} -m repro index --out reports/index.md | tee {log}"
 
 
 rule paper:
@@ -55,12 +68,15 @@ rule paper:
     log:
         "logs/{paper}/paper.log",
     params:
+        python=PYTHON,
         tier=TIER,
     localrule: True
     conda:
         "envs/repro.yaml"
     shell:
-        "echo 'report ({params.tier} tier): {input}' | tee {log}"
+        "{params.python} -m repro index --out reports/index.md > {log} 2>&1 &&"
+        " echo 'report ({params.tier} tier): {input} (HTML: reports/{wildcards.paper}/report.html);"
+        " catalog: reports/index.html' | tee -a {log}"
 
 
 rule prepare_base:
@@ -168,7 +184,8 @@ rule report:
     input:
         compare=f"results/{{paper}}/{TIER}/compare.json",
     output:
-        "reports/{paper}/report.md",
+        md="reports/{paper}/report.md",
+        html="reports/{paper}/report.html",
     log:
         "logs/{paper}/report.log",
     params:
@@ -178,4 +195,4 @@ rule report:
         "envs/repro.yaml"
     shell:
         "{params.python} -m repro report --paper {wildcards.paper} --tier {params.tier}"
-        " --compare {input.compare} --out {output} > {log} 2>&1"
+        " --compare {input.compare} --out {output.md} > {log} 2>&1"

@@ -1,4 +1,4 @@
-"""python -m repro {prepare,train,eval,bench,rescore,compare,report,list,check}: the verbs the Snakefile calls."""
+"""python -m repro {prepare,train,eval,bench,rescore,compare,report,index,list,check}: the verbs the Snakefile calls."""
 
 from __future__ import annotations
 
@@ -53,11 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tier", default="smoke")
     s.add_argument("--out", type=Path, required=True)
 
-    s = sub.add_parser("report", help="render reports/<paper>/report.md from compare.json")
+    s = sub.add_parser("report", help="render reports/<paper>/report.md (and report.html beside it) from compare.json")
     s.add_argument("--paper", required=True)
     s.add_argument("--tier", default="smoke")
     s.add_argument("--compare", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
+
+    s = sub.add_parser("index", help="reports/index.md and index.html: every paper, its verdicts and report links")
+    s.add_argument("--out", type=Path, default=Path("reports/index.md"))
 
     s = sub.add_parser("list", help="list registry entries")
     s.add_argument("what", choices=LISTABLE)
@@ -122,10 +125,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         write_compare(Path("papers") / args.paper, Path("results") / args.paper / args.tier, args.tier, args.out)
         print(f"compare -> {args.out}")
     elif args.verb == "report":
+        from repro.report.html import write_html
         from repro.report.render import render_report
 
         path = render_report(Path("papers") / args.paper, args.compare, args.tier, args.out)
-        print(f"report: {path}")
+        page = write_html(path)
+        print(f"report: {path} (HTML, figures embedded: {page})")
+    elif args.verb == "index":
+        from repro.report.catalog import write_index
+
+        md, page = write_index(Path("."), args.out)
+        print(f"catalog index: {md} (HTML: {page})")
     elif args.verb == "list":
         for line in _list(args.what, args.paper):
             print(line)

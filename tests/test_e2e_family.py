@@ -40,3 +40,8 @@ def test_paper_dag_renders_its_report(work: Path, paper: str) -> None:
     for ref in targets.get("references") or []:
         assert f"| {ref['id']} |" in text
     assert "## Training curves" in text and (work / "reports" / paper / "figures").is_dir()
+    page = (work / "reports" / paper / "report.html").read_text(encoding="utf-8")
+    assert 'src="figures/' not in page and "data:image/png;base64," in page  # self-contained
+    index = (work / "reports" / "index.md").read_text(encoding="utf-8")  # refreshed by every paper's DAG
+    row = next(line for line in index.splitlines() if f"(`{paper}`)" in line)
+    assert f"[report.html]({paper}/report.html)" in row and "| smoke |" in row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,8 @@ def plot_training_curves(
             ax.grid(alpha=0.3)
             if ax.has_data():
                 ax.legend(fontsize=7)
-        fig.suptitle(f"{title} ({BAND_DESCRIPTION})", fontsize=9)
+        # wrapped to the figure's width (≈ 14 characters per inch at 9 pt): a one-panel figure cuts a long title
+        fig.suptitle(textwrap.fill(f"{title} ({BAND_DESCRIPTION})", width=int(14 * 5.2 * len(keys))), fontsize=9)
         written[stem] = _save(fig, out_dir / f"curves_{stem}.png")
     return written
 

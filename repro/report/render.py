@@ -17,6 +17,7 @@ from repro.provenance import UNKNOWN
 from repro.report import plots
 from repro.report.alignment import alignment_section
 from repro.report.results_table import results_table_section
+from repro.report.staleness import stale_runs
 from repro.report.targets import PaperMeta, load_paper_meta
 
 TIER_SCALE = {
@@ -101,12 +102,14 @@ def header_section(meta: PaperMeta, result: dict[str, Any], tier: str) -> str:
         f"**Scale:** this run is at the **{tier}** tier ({scale}). {comparable}",
     ]
     warnings = result.get("warnings") or []
-    stale = _stale_runs(result)
+    stale = stale_runs(result, meta.path)
     if stale:
+        why = sorted({reason for reasons in stale.values() for reason in reasons})
         warnings = [
             *warnings,
-            f"stale: {len(stale)} run(s) were made by other core code (repro/, configs/, Snakefile) than this report "
-            f"({', '.join(stale)})",
+            f"stale: {len(stale)} run(s) no longer match what this checkout would run ({'; '.join(why)}): "
+            f"{', '.join(stale)}. Rerun them (snakemake reruns a changed config; after a code change delete the "
+            "run dirs or use --forcerun train)",
         ]
     if warnings:
         lines.append("**Warnings**\n\n" + "\n".join(f"- {_escape(w)}" for w in warnings))
@@ -443,20 +446,6 @@ def _curves_by_variant(result: dict[str, Any], tier_dir: Path, variants: Sequenc
         if file.is_file():
             curves.setdefault(run["variant"], []).append(read_jsonl_tolerant(file))
     return {v: curves[v] for v in variants if v in curves}
-
-
-def _stale_runs(result: dict[str, Any]) -> list[str]:
-    """Runs made by other code than the report: the hash of the core code (repro/, configs/, the Snakefile) differs,
-    or, for runs recorded before that hash existed, the git SHA does (when both are known)."""
-    report = result.get("provenance") or {}
-    stale = []
-    for run in result.get("runs") or []:
-        prov = run.get("provenance") or {}
-        key = "code_sha256" if prov.get("code_sha256") and report.get("code_sha256") else "git_sha"
-        mine, current = prov.get(key), report.get(key)
-        if mine and current and UNKNOWN not in (mine, current) and mine != current:
-            stale.append(f"{run['variant']}/seed{run['seed']}")
-    return stale
 
 
 def _hardware(prov: dict[str, Any]) -> str:

@@ -1,0 +1,125 @@
+"""The catalog index, reports/index.md and index.html: every paper folder, and for each tier it was run at, its
+claims by verdict, its targets by status, when it last ran, whether its runs are stale, and a link to its report.
+
+Built from whatever results/<paper>/<tier>/compare.json exist: a paper never run is listed as such.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from repro.io import read_json, write_text
+from repro.report.html import write_html
+from repro.report.targets import load_paper_meta
+
+TIERS = ("smoke", "small", "paper")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "insufficient seeds")
+VERDICT_COLOURS = {"reproduced": "#2da44e", "not reproduced": "#cf222e", "inconclusive": "#d4a72c",
+                   "insufficient seeds": "#afb8c1"}  # fmt: skip
+
+
+def catalog_rows(root: Path) -> list[dict[str, Any]]:
+    """One row per (paper, tier) with a compare.json; one "not run" row for a paper without any."""
+    rows = []
+    for paper_dir in sorted((root / "papers").glob("*/paper.yaml")):
+        meta = load_paper_meta(paper_dir.parent)
+        ran = [t for t in TIERS if (root / "results" / meta.id / t / "compare.json").is_file()]
+        base = {"paper": meta.id, "title": meta.title, "family": meta.family}
+        if not ran:
+            rows.append({**base, "tier": None})
+        for tier in ran:
+            result = read_json(root / "results" / meta.id / tier / "compare.json")
+            rows.append({**base, "tier": tier, **_summarise(result, root, meta.id)})
+    return rows
+
+
+def _summarise(result: dict[str, Any], root: Path, paper: str) -> dict[str, Any]:
+    from repro.provenance import code_sha256
+    from repro.report.staleness import stale_runs
+
+    runs = result.get("runs") or []
+    stamps = [(r.get("provenance") or {}).get("timestamp_utc") for r in runs]
+    report = next((p for p in ("report.html", "report.md") if (root / "reports" / paper / p).is_file()), None)
+    return {
+        "claims": dict(Counter(c.get("verdict", "?") for c in result.get("claims") or [])),
+        "targets": dict(Counter(t.get("status", "?") for t in result.get("targets") or [])),
+        "n_runs": len(runs),
+        "last_run": max((s for s in stamps if s), default=None),
+        "stale_runs": len(stale_runs(result, root / "papers" / paper, {"code_sha256": code_sha256(root)}, root)),
+        "report": f"{paper}/{report}" if report else None,
+    }
+
+
+def render_index(rows: list[dict[str, Any]], figure: str | None) -> str:
+    ran = [r for r in rows if r["tier"]]
+    totals = Counter()
+    for r in ran:
+        totals.update(r["claims"])
+    papers = {r["paper"] for r in rows}
+    lines = [
+        "# Reproduction catalog",
+        (
+            f"{len(papers)} paper folders; {len({r['paper'] for r in ran})} with results. Claims over all tiers run: "
+            + ", ".join(f"{totals.get(v, 0)} {v}" for v in VERDICTS)
+            + ". A verdict is per claim and tier (smoke verdicts test directions at a tiny scale, not the paper's "
+            "numbers); a run is stale when the core code or its paper folder's config has changed since it ran."
+        ),
+    ]
+    if figure:
+        lines.append(f"![claims by verdict]({figure})")
+    table = [
+        "| Paper | Family | Tier | Claims ✓ / ✗ / ? / n<3 | Targets | Runs | Last run (UTC) | Stale | Report |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name = f"{r['title']} (`{r['paper']}`)"
+        if not r["tier"]:
+            table.append(f"| {name} | {r['family']} | not run | — | — | 0 | — | — | — |")
+            continue
+        claims = " / ".join(str(r["claims"].get(v, 0)) for v in VERDICTS)
+        targets = ", ".join(f"{n} {s}" for s, n in sorted(r["targets"].items())) or "none"
+        last = (r["last_run"] or "—").replace("T", " ").replace("+00:00", "")
+        stale = f"**{r['stale_runs']} of {r['n_runs']}**" if r["stale_runs"] else "no"
+        link = f"[{r['report'].split('/')[-1]}]({r['report']})" if r["report"] else "not rendered"
+        table.append(
+            f"| {name} | {r['family']} | {r['tier']} | {claims} | {targets} | {r['n_runs']} | {last} | {stale} | "
+            f"{link} |"
+        )
+    lines.append("\n".join(table))
+    lines.append("✓ reproduced, ✗ not reproduced, ? inconclusive, n<3 insufficient seeds.")
+    return "\n\n".join(lines) + "\n"
+
+
+def plot_claims(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """Horizontal stacked bars: per paper and tier, its claims by verdict."""
+    ran = [r for r in rows if r["tier"] and r["claims"]]
+    if not ran:
+        return None
+    fig = Figure(figsize=(7.5, 0.3 * len(ran) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    labels = [f"{r['paper']} ({r['tier']})" for r in ran]
+    left = [0] * len(ran)
+    for verdict in VERDICTS:
+        counts = [r["claims"].get(verdict, 0) for r in ran]
+        ax.barh(labels, counts, left=left, color=VERDICT_COLOURS[verdict], label=verdict)
+        left = [a + b for a, b in zip(left, counts, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("claims")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(VERDICTS), fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def write_index(root: Path, out_md: Path) -> tuple[Path, Path]:
+    """reports/index.md and index.html (figure embedded) for the checkout at `root`."""
+    rows = catalog_rows(root)
+    figure = plot_claims(rows, out_md.parent / "figures" / "index_claims.png")
+    rel = figure.relative_to(out_md.parent).as_posix() if figure else None
+    write_text(out_md, render_index(rows, rel))
+    return out_md, write_html(out_md)
