@@ -196,3 +196,22 @@ rule report:
     shell:
         "{params.python} -m repro report --paper {wildcards.paper} --tier {params.tier}"
         " --compare {input.compare} --out {output.md} > {log} 2>&1"
+
+
+# `snakemake reports/<paper>/ablation.md`: the paper's ablation table beside ours, with what each row adds.
+rule ablation:
+    input:
+        compare=lambda wildcards: wf.ablation_input(wildcards.paper, TIER),
+    output:
+        md="reports/{paper}/ablation.md",
+        html="reports/{paper}/ablation.html",
+    log:
+        "logs/{paper}/ablation.log",
+    params:
+        python=PYTHON,
+        tier=TIER,
+    conda:
+        "envs/repro.yaml"
+    shell:
+        "{params.python} -m repro ablation --paper {wildcards.paper} --tier {params.tier}"
+        " --compare {input.compare} --out {output.md} > {log} 2>&1"

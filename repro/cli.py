@@ -1,4 +1,4 @@
-"""python -m repro {prepare,train,eval,bench,rescore,compare,report,index,list,check}: the verbs the Snakefile calls."""
+"""python -m repro {prepare,train,eval,bench,rescore,compare,report,ablation,index,list,check}: the verbs the Snakefile calls."""
 
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
 
     s = sub.add_parser("report", help="render reports/<paper>/report.md (and report.html beside it) from compare.json")
+    s.add_argument("--paper", required=True)
+    s.add_argument("--tier", default="smoke")
+    s.add_argument("--compare", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+
+    s = sub.add_parser("ablation", help="reports/<paper>/ablation.md and .html: the paper's ablation table vs ours")
     s.add_argument("--paper", required=True)
     s.add_argument("--tier", default="smoke")
     s.add_argument("--compare", type=Path, required=True)
@@ -131,6 +137,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = render_report(Path("papers") / args.paper, args.compare, args.tier, args.out)
         page = write_html(path)
         print(f"report: {path} (HTML, figures embedded: {page})")
+    elif args.verb == "ablation":
+        from repro.report.ablation import render_ablation_report
+
+        md, page = render_ablation_report(Path("papers") / args.paper, args.compare, args.tier, args.out)
+        print(f"ablation report: {md} (HTML: {page})")
     elif args.verb == "index":
         from repro.report.catalog import write_index
 

@@ -30,6 +30,22 @@ def paper_meta(paper: str, papers_dir: Path = PAPERS_DIR) -> dict[str, Any]:
     return yaml.safe_load((papers_dir / paper / "paper.yaml").read_text(encoding="utf-8"))
 
 
+def ablation_papers(papers_dir: Path = PAPERS_DIR) -> list[str]:
+    return [p for p in paper_ids(papers_dir) if paper_meta(p, papers_dir).get("ablation")]
+
+
+def ablation_input(paper: str, tier: str, papers_dir: Path = PAPERS_DIR) -> str:
+    """The comparison an ablation report reads; a paper without an ablation table is refused before any run."""
+    if not paper_meta(paper, papers_dir).get("ablation"):
+        from repro.schema import ConfigError
+
+        raise ConfigError(
+            f"papers/{paper}/paper.yaml has no `ablation:` table, so there is no ablation report to build; papers "
+            f"with one: {', '.join(ablation_papers(papers_dir)) or 'none'} (add rows as papers/dapo/paper.yaml does)"
+        )
+    return f"results/{paper}/{tier}/compare.json"
+
+
 def variants(paper: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
     return list(paper_meta(paper, papers_dir)["variants"])
 

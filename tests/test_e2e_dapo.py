@@ -126,6 +126,16 @@ def test_every_run_was_scored_on_aime24_through_lm_eval(project) -> None:
     assert "k: ours 4 vs paper 32" in rows["aime24_dapo"]["protocol_deviations"]
 
 
+def test_ablation_report_reads_the_finished_comparison(project) -> None:
+    work, _, _ = project
+    assert planned_rules(work, "reports/dapo/ablation.md", "--config", *CI_CONFIG) == {"ablation": 1}
+    snakemake(work, "reports/dapo/ablation.md", "--config", *CI_CONFIG)
+    text = (work / "reports" / "dapo" / "ablation.md").read_text()
+    section = text.split("## What each row adds")[1]
+    assert sum(line.startswith("| + ") for line in section.splitlines()) == 5  # 6 rows: 5 increments
+    assert "data:image/png;base64," in (work / "reports" / "dapo" / "ablation.html").read_text()
+
+
 def test_paper_folder_is_byte_identical_after_the_run(project) -> None:
     work, before, _ = project
     assert folder_digest(work / "papers") == before

@@ -290,11 +290,12 @@ def ablation_rows(ablation: Ablation, runs: dict[str, list[RunData]]) -> list[di
     scale = 100.0 if ablation.unit == "percent" else 1.0
     rows = []
     for row in ablation.rows:
-        values = [
-            v * scale
+        by_seed = {
+            str(r.seed): v * scale
             for r in runs[row.variant]
             if (v := _finite_or_none(lookup(r.eval, ablation.ours_metric))) is not None
-        ]
+        }
+        values = list(by_seed.values())
         ci = mean_ci(values)
         rows.append(
             {
@@ -304,6 +305,7 @@ def ablation_rows(ablation: Ablation, runs: dict[str, list[RunData]]) -> list[di
                 "ours_mean": float(np.mean(values)) if values else None,
                 "ours_ci": list(ci) if ci else None,
                 "n_seeds": len(values),
+                "ours_by_seed": by_seed,  # the ablation report pairs rows by seed
             }
         )
     return rows

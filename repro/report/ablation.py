@@ -1,0 +1,185 @@
+"""The ablation report, reports/<paper>/ablation.md (+ .html): a paper's ablation table beside ours at the tier run.
+
+Besides each row's value (published; ours with a 95% CI over seeds), it shows what each row *adds*: the change
+from the previous row (a progressive table such as DAPO's Table 1 adds one technique per row) and from the first
+row, for the paper and for us, ours with a 95% CI paired by seed (every row trains on the same seeds, data order
+and initialisation), Welch's where the seeds differ. A row's direction "agrees" when our CI excludes 0 on the
+paper's side, is "opposite" when it excludes 0 on the other side, and is "unclear" when it includes 0.
+Absolute values are not comparable across scales; directions of the increments are what can carry over.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from repro.io import read_json, write_text
+from repro.report.claims import paired_t, welch_t
+from repro.report.html import write_html
+from repro.report.render import TIER_SCALE, fmt, fmt_with_ci, md_table
+from repro.report.staleness import stale_runs
+from repro.report.targets import load_paper_meta
+
+
+def difference(after: dict[str, float], before: dict[str, float]) -> tuple[float | None, list[float] | None, str]:
+    """(mean difference, its 95% CI, how it was computed) of two rows' per-seed values."""
+    common = sorted(set(after) & set(before))
+    if len(common) >= 2:
+        stats = paired_t([after[s] for s in common], [before[s] for s in common])
+        return stats.effect, list(stats.ci), "paired"
+    a, b = list(after.values()), list(before.values())
+    if len(a) >= 2 and len(b) >= 2:
+        stats = welch_t(a, b)
+        return stats.effect, list(stats.ci), "Welch"
+    if a and b:
+        return float(np.mean(a) - np.mean(b)), None, "one seed"
+    return None, None, "no values"
+
+
+def direction(published_delta: float | None, ci: list[float] | None) -> str:
+    if published_delta is None or ci is None or not all(math.isfinite(x) for x in ci):
+        return "—"
+    if ci[0] <= 0.0 <= ci[1]:
+        return "unclear"
+    ours_up = ci[0] > 0.0
+    if published_delta == 0.0:
+        return "paper: no change"
+    return "agrees" if ours_up == (published_delta > 0.0) else "opposite"
+
+
+def row_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row after the first: Δ from the previous row and from the first row, the paper's and ours."""
+    out = []
+    for i in range(1, len(rows)):
+        row, prev, first = rows[i], rows[i - 1], rows[0]
+        entry: dict[str, Any] = {"variant": row["variant"], "label": row["label"]}
+        for name, ref in (("prev", prev), ("first", first)):
+            pub = row.get("published"), ref.get("published")
+            entry[f"published_{name}"] = pub[0] - pub[1] if None not in pub else None
+            mean, ci, how = difference(row.get("ours_by_seed") or {}, ref.get("ours_by_seed") or {})
+            entry.update({f"ours_{name}": mean, f"ours_{name}_ci": ci, f"how_{name}": how})
+            entry[f"direction_{name}"] = direction(entry[f"published_{name}"], ci)
+        out.append(entry)
+    return out
+
+
+def plot_deltas(deltas: list[dict[str, Any]], unit: str, tier: str, out_path: Path) -> Path | None:
+    """Bars of what each row adds over the previous one: the paper's and ours (with its 95% CI)."""
+    if not deltas:
+        return None
+    x = np.arange(len(deltas))
+    width = 0.38
+    pub = [d["published_prev"] if d["published_prev"] is not None else math.nan for d in deltas]
+    ours = [d["ours_prev"] if d["ours_prev"] is not None else math.nan for d in deltas]
+    err = np.array(
+        [
+            [m - d["ours_prev_ci"][0], d["ours_prev_ci"][1] - m] if d["ours_prev_ci"] and math.isfinite(m) else [0, 0]
+            for d, m in zip(deltas, ours, strict=True)
+        ]
+    ).T  # [2, rows]
+    fig = Figure(figsize=(max(5.0, 1.1 * len(deltas) + 2), 3.8), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(x - width / 2, pub, width, label="paper", color="#888888")
+    ax.bar(x + width / 2, ours, width, yerr=err, capsize=3, label=f"ours ({tier} tier, 95% CI)", color="#1f77b4")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [d["label"] for d in deltas], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"change from the previous row ({unit})")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("What each row adds: paper vs ours (directions can carry over, sizes cannot)", fontsize=9)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    return out_path
+
+
+def render_ablation_report(
+    paper_dir: str | os.PathLike[str], compare_json: str | os.PathLike[str], tier: str, out_md: str | os.PathLike[str]
+) -> tuple[Path, Path]:
+    """Write reports/<paper>/ablation.md, its figures and ablation.html; returns (md, html)."""
+    from repro.report import plots
+
+    meta = load_paper_meta(paper_dir)
+    if meta.ablation is None:
+        raise ValueError(f"{paper_dir}/paper.yaml has no `ablation:` table; add one (see papers/dapo/paper.yaml)")
+    result, out = read_json(Path(compare_json)), Path(out_md)
+    if result.get("tier") != tier:
+        raise ValueError(f"{compare_json} is for tier {result.get('tier')!r}, not {tier!r}")
+    rows, info = result.get("ablation") or [], result.get("ablation_meta") or {}
+    figures = out.parent / "figures"
+    values_fig = plots.plot_ablation(rows, tier, info.get("unit", "percent"), figures / "ablation.png")
+    deltas = row_deltas(rows)
+    deltas_fig = plot_deltas(deltas, info.get("unit", "percent"), tier, figures / "ablation_deltas.png")
+    stale = stale_runs(result, meta.path)
+    lines = [
+        f"# {meta.title} — ablation report",
+        f"Paper: [{f'arXiv {meta.arxiv}' if meta.arxiv else meta.link}]({meta.link}) · paper id `{meta.id}` · "
+        f"tier **{tier}** ({TIER_SCALE.get(tier, tier)})",
+        f"**{info.get('title', meta.ablation.title)}** — source: {info.get('source', meta.ablation.source)}. "
+        f"Paper's metric vs ours: {info.get('metric', '')}; ours is {info.get('ours_metric', '')}, mean and 95% CI "
+        f"over seeds. The paper's values are at its own scale and ours at the {tier} tier: compare the directions "
+        "of the increments, not the values.",
+    ]
+    if stale:
+        lines.append(f"**Warning:** {len(stale)} run(s) are stale (core code or config changed since they ran).")
+    lines.append("## The table, paper vs ours")
+    lines.append(
+        md_table(
+            ["Row", "Variant", "Published", f"Ours [95% CI] ({tier})", "Seeds"],
+            [
+                [
+                    r["label"],
+                    f"`{r['variant']}`",
+                    fmt(r.get("published")),
+                    fmt_with_ci(r.get("ours_mean"), r.get("ours_ci")),
+                    str(r.get("n_seeds", 0)),
+                ]
+                for r in rows
+            ],
+        )  # fmt: skip
+    )
+    if values_fig:
+        lines.append(f"![values]({values_fig.relative_to(out.parent).as_posix()})")
+    lines.append("## What each row adds")
+    lines.append(
+        "Δ prev: the change from the row above; Δ first: from the first row. Ours paired by seed where the rows "
+        "share seeds. Direction: whether our 95% CI excludes 0 on the paper's side."
+    )
+    lines.append(
+        md_table(
+            [
+                "Row",
+                "Paper Δ prev",
+                "Ours Δ prev [95% CI]",
+                "Direction",
+                "Paper Δ first",
+                "Ours Δ first [95% CI]",
+                "Direction",
+            ],
+            [
+                [
+                    d["label"],
+                    fmt(d["published_prev"], signed=True),
+                    fmt_with_ci(d["ours_prev"], d["ours_prev_ci"]),
+                    d["direction_prev"],
+                    fmt(d["published_first"], signed=True),
+                    fmt_with_ci(d["ours_first"], d["ours_first_ci"]),
+                    d["direction_first"],
+                ]
+                for d in deltas
+            ],
+        )  # fmt: skip
+    )
+    if deltas_fig:
+        lines.append(f"![what each row adds]({deltas_fig.relative_to(out.parent).as_posix()})")
+    counts = {k: sum(d["direction_prev"] == k for d in deltas) for k in ("agrees", "opposite", "unclear")}
+    lines.append(
+        f"Of {len(deltas)} increments, ours {counts['agrees']} agree with the paper's direction, "
+        f"{counts['opposite']} go the opposite way and {counts['unclear']} are unclear at this tier and seed count."
+    )
+    write_text(out, "\n\n".join(lines) + "\n")
+    return out, write_html(out)
