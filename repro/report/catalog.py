@@ -24,7 +24,9 @@ VERDICT_COLOURS = {"reproduced": "#2da44e", "not reproduced": "#cf222e", "inconc
 
 def catalog_rows(root: Path) -> list[dict[str, Any]]:
     """One row per (paper, tier) with a compare.json; one "not run" row for a paper without any."""
-    rows = []
+    from repro.provenance import code_sha256
+
+    rows, code_now = [], {"code_sha256": code_sha256(root)}
     for paper_dir in sorted((root / "papers").glob("*/paper.yaml")):
         meta = load_paper_meta(paper_dir.parent)
         ran = [t for t in TIERS if (root / "results" / meta.id / t / "compare.json").is_file()]
@@ -33,12 +35,11 @@ def catalog_rows(root: Path) -> list[dict[str, Any]]:
             rows.append({**base, "tier": None})
         for tier in ran:
             result = read_json(root / "results" / meta.id / tier / "compare.json")
-            rows.append({**base, "tier": tier, **_summarise(result, root, meta.id)})
+            rows.append({**base, "tier": tier, **_summarise(result, root, meta.id, code_now)})
     return rows
 
 
-def _summarise(result: dict[str, Any], root: Path, paper: str) -> dict[str, Any]:
-    from repro.provenance import code_sha256
+def _summarise(result: dict[str, Any], root: Path, paper: str, code_now: dict[str, Any]) -> dict[str, Any]:
     from repro.report.staleness import stale_runs
 
     runs = result.get("runs") or []
@@ -49,7 +50,7 @@ def _summarise(result: dict[str, Any], root: Path, paper: str) -> dict[str, Any]
         "targets": dict(Counter(t.get("status", "?") for t in result.get("targets") or [])),
         "n_runs": len(runs),
         "last_run": max((s for s in stamps if s), default=None),
-        "stale_runs": len(stale_runs(result, root / "papers" / paper, {"code_sha256": code_sha256(root)}, root)),
+        "stale_runs": len(stale_runs(result, root / "papers" / paper, code_now, root)),
         "report": f"{paper}/{report}" if report else None,
     }
 

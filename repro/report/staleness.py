@@ -11,6 +11,7 @@ shorter; that alone is not staleness.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,29 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: value}
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=256)
+def _current_config(paper_dir: str, tier: str, variant: str) -> dict[str, Any]:
+    """The folder's resolved config, flattened; cached per process (every seed of a variant shares it)."""
+    from repro.config import dump, load_paper_config
+
+    return _flat(yaml.load(dump(load_paper_config(Path(paper_dir), tier, variant)), Loader=_LOADER))
+
+
 def config_changes(paper_dir: Path, tier: str, variant: str, run_dir: Path) -> list[str]:
     """Dotted keys whose value in the run's config.resolved.yaml differs from the folder's config now."""
-    from repro.config import dump, load_paper_config
     from repro.schema import ConfigError
 
     resolved = run_dir / "config.resolved.yaml"
     if not resolved.is_file():
         return []  # reported as a missing file elsewhere
     try:
-        now = _flat(yaml.safe_load(dump(load_paper_config(paper_dir, tier, variant))))
+        now = _current_config(str(paper_dir), tier, variant)
     except (ConfigError, FileNotFoundError) as err:
         return [f"(the folder's {tier}/{variant} config no longer resolves: {err})"]
-    then = _flat(yaml.safe_load(resolved.read_text(encoding="utf-8")))
+    then = _flat(yaml.load(resolved.read_text(encoding="utf-8"), Loader=_LOADER))
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
     steps_then, steps_now = then.get("train.max_steps"), now.get("train.max_steps")
     if isinstance(steps_then, int) and isinstance(steps_now, int) and steps_then < steps_now:
