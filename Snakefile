@@ -7,6 +7,7 @@
 # the default profile (profiles/default), declares the folder as update() output so Snakemake never
 # deletes it, and only prints where the report is: nothing under papers/ is ever written.
 
+from repro import nightly
 from repro import workflow as wf
 
 TIER = config.get("tier", "smoke")
@@ -19,9 +20,30 @@ wildcard_constraints:
     paper=r"[a-z][a-z0-9_]*",
     variant=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
-    tier=r"smoke|small|paper",
+    tier=r"smoke|small|paper|nightly",
     base=r"[a-z][a-z0-9_]*",
     benchmark=r"[a-z][a-z0-9_]*",
+
+
+NIGHTLY = nightly.load_settings()
+
+
+def steps_flag(tier):
+    """--max-steps for a train job: the nightly run's own length, else --config max_steps=N when given."""
+    if tier == "nightly":
+        return f"--max-steps {NIGHTLY.max_steps}"
+    return f"--max-steps {MAX_STEPS}" if MAX_STEPS else ""
+
+
+NIGHTLY_PAPERS = [p for p in str(config.get("papers", "")).split(",") if p] or wf.paper_ids()  # --config papers=a,b
+
+
+def nightly_runs():
+    return [
+        f"results/{paper}/nightly/{wf.default_variant(paper)}/seed{seed}/eval.json"
+        for paper in NIGHTLY_PAPERS
+        for seed in NIGHTLY.seeds
+    ]
 
 
 def eval_files(wildcards):
@@ -106,7 +128,7 @@ rule train:
         "logs/{paper}/{tier}/{variant}/seed{seed}/train.log",
     params:
         python=PYTHON,
-        max_steps=f"--max-steps {MAX_STEPS}" if MAX_STEPS else "",
+        max_steps=lambda wildcards: steps_flag(wildcards.tier),
         model=lambda wildcards: wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant),
     threads: 1
     resources:
@@ -215,3 +237,24 @@ rule ablation:
     shell:
         "{params.python} -m repro ablation --paper {wildcards.paper} --tier {params.tier}"
         " --compare {input.compare} --out {output.md} > {log} 2>&1"
+
+
+
+# `snakemake nightly`: every paper's default variant at the smoke config, shortened (configs/nightly.yaml), compared
+# with results/baselines/; exits non-zero on a regression. `--config update_baselines=true` rewrites the baselines.
+rule nightly:
+    input:
+        nightly_runs(),
+    log:
+        "logs/nightly.log",
+    params:
+        python=PYTHON,
+        update_flag="--update-baselines" if str(config.get("update_baselines", "")).lower() in ("true", "1", "yes") else "",
+        papers=",".join(NIGHTLY_PAPERS),
+    localrule: True
+    conda:
+        "envs/repro.yaml"
+    shell:
+        "{params.python} -m repro nightly {params.update_flag} --papers {params.papers} --out reports/nightly.md"
+        " > {log} 2>&1"
+        " && cat {log} || {{ cat {log}; exit 1; }}"

@@ -1,4 +1,4 @@
-"""python -m repro {prepare,train,eval,bench,rescore,compare,report,ablation,index,list,check}: the verbs the Snakefile calls."""
+"""python -m repro {prepare,train,eval,bench,rescore,compare,report,ablation,nightly,index,list,check}: the verbs the Snakefile calls."""
 
 from __future__ import annotations
 
@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tier", default="smoke")
     s.add_argument("--compare", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
+
+    s = sub.add_parser("nightly", help="compare the nightly runs with results/baselines/; exit 1 on a regression")
+    s.add_argument("--out", type=Path, default=Path("reports/nightly.md"))
+    s.add_argument("--update-baselines", action="store_true", help="write results/baselines/ from these runs")
+    s.add_argument("--papers", default="", help="comma-separated paper ids (default: every folder)")
 
     s = sub.add_parser("index", help="reports/index.md and index.html: every paper, its verdicts and report links")
     s.add_argument("--out", type=Path, default=Path("reports/index.md"))
@@ -142,6 +147,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         md, page = render_ablation_report(Path("papers") / args.paper, args.compare, args.tier, args.out)
         print(f"ablation report: {md} (HTML: {page})")
+    elif args.verb == "nightly":
+        from repro.nightly import run_nightly
+
+        papers = [p for p in args.papers.split(",") if p] or None
+        regressed, md = run_nightly(Path("."), args.out, update_baselines=args.update_baselines, papers=papers)
+        print(f"nightly report: {md} (HTML: {md.with_suffix('.html')})")
+        if regressed:
+            print("REGRESSION: see the report's Regressions section", file=sys.stderr)
+            return 1
     elif args.verb == "index":
         from repro.report.catalog import write_index
 

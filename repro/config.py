@@ -27,6 +27,7 @@ from repro.schema import ConfigError, check_at_least, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
 TIERS = ("smoke", "small", "paper")
+NIGHTLY = "nightly"  # not a tier of its own: results/<paper>/nightly/ holds the shortened smoke runs
 
 
 @dataclass(frozen=True)
@@ -292,9 +293,10 @@ def paper_layer_paths(paper_dir: Path, tier: str, variant: str) -> tuple[Path, P
     if not (paper_dir / "paper.yaml").is_file():
         papers = sorted(p.parent.name for p in paper_dir.parent.glob("*/paper.yaml"))
         raise ConfigError(unknown_name_message("paper", paper_dir.name, papers))
-    if tier not in TIERS:
+    if tier not in (*TIERS, NIGHTLY):
         raise ConfigError(unknown_name_message("tier", tier, list(TIERS)))
-    tier_file = paper_dir / "configs" / f"{tier}.yaml"
+    # the nightly regression run (configs/nightly.yaml) uses the smoke config; only its steps and seeds differ
+    tier_file = paper_dir / "configs" / f"{'smoke' if tier == NIGHTLY else tier}.yaml"
     variant_file = paper_dir / "configs" / "variants" / f"{variant}.yaml"
     if not variant_file.is_file():
         names = sorted(p.stem for p in (paper_dir / "configs" / "variants").glob("*.yaml"))

@@ -46,6 +46,10 @@ def ablation_input(paper: str, tier: str, papers_dir: Path = PAPERS_DIR) -> str:
     return f"results/{paper}/{tier}/compare.json"
 
 
+def default_variant(paper: str, papers_dir: Path = PAPERS_DIR) -> str:
+    return str(paper_meta(paper, papers_dir)["default_variant"])
+
+
 def variants(paper: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
     return list(paper_meta(paper, papers_dir)["variants"])
 

@@ -1,0 +1,256 @@
+"""Nightly regression: every paper's default variant, shortened, over a few seeds, against committed baselines.
+
+`snakemake nightly` trains and evaluates results/<paper>/nightly/<default variant>/seed<k>/ (the smoke config with
+configs/nightly.yaml's max_steps and seeds), then `python -m repro nightly` collects one number per metric and
+seed, compares each metric with results/baselines/<paper>.json and writes reports/nightly.{md,html}. It exits 1
+when a metric regressed, naming the paper, metric, baseline, now and the commits in between.
+
+A metric's values: eval.json's numeric scalars (`eval.<key>`) and the mean over steps of each numeric
+metrics.jsonl column (`train.<key>`), per seed. The detector flags a metric when both hold:
+- Welch's t-test over seeds rejects equal means at alpha / M, M the number of metrics compared in the whole
+  run (Bonferroni, so a clean night raises no alarm with probability ≥ 1 − alpha); a metric constant over the
+  seeds on both sides is "significant" exactly when it changed;
+- the change exceeds abs_tol + rel_tol·|baseline mean|, so numerics that differ across machines or library
+  versions by a hair do not alarm.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from repro.io import read_json, read_jsonl_tolerant, write_json
+
+NIGHTLY_CONFIG = Path("configs/nightly.yaml")
+BASELINE_DIR = Path("results/baselines")
+NIGHTLY_TIER = "nightly"
+# settings and bookkeeping, not outcomes: never compared
+IGNORED_EVAL = {"n_problems", "k", "temperature", "top_p", "seed", "sampling_seed", "max_new_tokens", "n_pairs",
+                "target_gap_fraction", "n_prompts", "n_samples", "batch_size"}  # fmt: skip
+IGNORED_TRAIN = {"step", "epoch", "lr", "step_time", "tokens_per_s", "wall_time_s"}
+
+
+@dataclass(frozen=True)
+class NightlySettings:
+    max_steps: int
+    seeds: list[int]
+    alpha: float
+    abs_tol: float
+    rel_tol: float
+
+
+def load_settings(path: Path = NIGHTLY_CONFIG) -> NightlySettings:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        settings = NightlySettings(**raw)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}; expected the keys max_steps, seeds, alpha, abs_tol, rel_tol") from err
+    if settings.max_steps < 1 or len(settings.seeds) < 2 or not 0 < settings.alpha < 1:
+        raise ValueError(f"{path}: need max_steps ≥ 1, at least 2 seeds (the tolerance is over seeds), 0 < alpha < 1")
+    return settings
+
+
+# --------------------------------------------------------------------------- collecting
+
+
+def run_metrics(run_dir: Path) -> dict[str, float]:
+    """One run's comparable numbers: eval.json scalars and per-column means of metrics.jsonl."""
+    out: dict[str, float] = {}
+    eval_path = run_dir / "eval.json"
+    if eval_path.is_file():
+        for key, value in read_json(eval_path).items():
+            if _is_number(value) and key not in IGNORED_EVAL:
+                out[f"eval.{key}"] = float(value)
+    rows = read_jsonl_tolerant(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if _is_number(value) and key not in IGNORED_TRAIN and math.isfinite(value):
+                columns.setdefault(key, []).append(float(value))
+    out.update({f"train.{k}": float(np.mean(v)) for k, v in columns.items()})
+    return out
+
+
+def collect(variant_dir: Path, seeds: list[int]) -> dict[str, dict[str, float]]:
+    """{metric: {seed: value}} over the seeds whose run finished (summary.json present)."""
+    by_metric: dict[str, dict[str, float]] = {}
+    for seed in seeds:
+        run = variant_dir / f"seed{seed}"
+        if not (run / "summary.json").is_file():
+            continue
+        for name, value in run_metrics(run).items():
+            by_metric.setdefault(name, {})[str(seed)] = value
+    return by_metric
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- detecting
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    baseline_mean: float
+    baseline_sd: float
+    now_mean: float
+    now_sd: float
+    p: float
+    tolerance: float
+    regressed: bool
+
+    @property
+    def delta(self) -> float:
+        return self.now_mean - self.baseline_mean
+
+
+def welch_p(baseline: list[float], now: list[float]) -> float:
+    """Two-sided p of equal means; a metric with no spread on either side is decided exactly."""
+    b, n = np.asarray(baseline, dtype=float), np.asarray(now, dtype=float)
+    if b.std(ddof=1) == 0.0 and n.std(ddof=1) == 0.0:
+        return 1.0 if b.mean() == n.mean() else 0.0
+    return float(stats.ttest_ind(n, b, equal_var=False).pvalue)
+
+
+def compare_metric(
+    metric: str, baseline: list[float], now: list[float], level: float, settings: NightlySettings
+) -> Comparison:
+    """`level` is the per-metric significance level (alpha / M)."""
+    p = welch_p(baseline, now)
+    b_mean, n_mean = float(np.mean(baseline)), float(np.mean(now))
+    tolerance = settings.abs_tol + settings.rel_tol * abs(b_mean)
+    regressed = p < level and abs(n_mean - b_mean) > tolerance
+    return Comparison(
+        metric, b_mean, float(np.std(baseline, ddof=1)), n_mean, float(np.std(now, ddof=1)), p, tolerance, regressed
+    )
+
+
+def detect(
+    baselines: dict[str, dict[str, dict[str, float]]],
+    now: dict[str, dict[str, dict[str, float]]],
+    settings: NightlySettings,
+) -> dict[str, list[Comparison]]:
+    """{paper: comparisons} for every metric with ≥ 2 seeds on both sides, at alpha / (metrics compared)."""
+    pairs = [
+        (paper, metric, list(base[metric].values()), list(now[paper][metric].values()))
+        for paper, base in baselines.items()
+        if paper in now
+        for metric in sorted(base)
+        if metric in now[paper] and len(base[metric]) >= 2 and len(now[paper][metric]) >= 2
+    ]
+    level = settings.alpha / max(len(pairs), 1)
+    out: dict[str, list[Comparison]] = {paper: [] for paper in now}
+    for paper, metric, b, n in pairs:
+        out[paper].append(compare_metric(metric, b, n, level, settings))
+    return out
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def baseline_path(paper: str, root: Path = Path(".")) -> Path:
+    return root / BASELINE_DIR / f"{paper}.json"
+
+
+def write_baseline(
+    paper: str, variant: str, metrics: dict[str, dict[str, float]], settings: NightlySettings, root: Path = Path(".")
+) -> Path:
+    """results/baselines/<paper>.json: the values by seed, the settings, the code and environment they came from."""
+    from repro.provenance import collect_provenance
+
+    variant_dir = root / "results" / paper / NIGHTLY_TIER / variant
+    configs = {
+        str(s): (read_json(variant_dir / f"seed{s}" / "summary.json").get("provenance") or {}).get("config_sha256")
+        for s in settings.seeds
+        if (variant_dir / f"seed{s}" / "summary.json").is_file()
+    }
+    prov = collect_provenance(repo_dir=root)
+    record = {
+        "paper": paper,
+        "variant": variant,
+        "max_steps": settings.max_steps,
+        "seeds": settings.seeds,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": {
+            k: prov[k]
+            for k in ("git_sha", "git_dirty", "code_sha256", "packages", "python", "platform", "cpu_count", "gpu")
+        },  # fmt: skip
+        "config_sha256": configs,
+        "metrics": {m: dict(sorted(v.items())) for m, v in sorted(metrics.items())},
+    }
+    path = baseline_path(paper, root)
+    write_json(path, record)
+    return path
+
+
+def commits_between(sha: str | None, paper: str, root: Path = Path(".")) -> list[str]:
+    """One-line log of the commits since the baseline's that touch the core or the paper's folder."""
+    from repro.provenance import CODE_PATHS
+
+    if not sha or sha == "unknown":
+        return ["(the baseline records no commit)"]
+    out = subprocess.run(
+        ["git", "log", "--oneline", f"{sha}..HEAD", "--", *CODE_PATHS, f"papers/{paper}"],
+        cwd=root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return [f"(commit {sha[:10]} is not in this repository)"]
+    lines = out.stdout.strip().splitlines()
+    return lines or ["(no commit since the baseline touches the code or this paper; the environment may differ)"]
+
+
+# --------------------------------------------------------------------------- the nightly run
+
+
+def run_nightly(
+    root: Path, out_md: Path, update_baselines: bool = False, papers: list[str] | None = None
+) -> tuple[bool, Path]:
+    """Compare (or, with update_baselines, record) the nightly runs of `papers` (default: every folder); returns
+    (regressed, report path)."""
+    from repro.report.nightly_report import render_nightly
+    from repro.report.targets import load_paper_meta
+
+    settings = load_settings(root / NIGHTLY_CONFIG)
+    now, variants, missing = {}, {}, {}
+    folders = sorted(p.parent for p in (root / "papers").glob("*/paper.yaml"))
+    if papers:
+        unknown = sorted(set(papers) - {f.name for f in folders})
+        if unknown:
+            raise ValueError(f"unknown paper(s) {unknown}; folders: {', '.join(f.name for f in folders)}")
+        folders = [f for f in folders if f.name in papers]
+    for folder in folders:
+        meta = load_paper_meta(folder)
+        variant_dir = root / "results" / meta.id / NIGHTLY_TIER / meta.default_variant
+        now[meta.id] = collect(variant_dir, settings.seeds)
+        variants[meta.id] = meta.default_variant
+        done = [s for s in settings.seeds if (variant_dir / f"seed{s}" / "summary.json").is_file()]
+        if len(done) < len(settings.seeds):
+            missing[meta.id] = sorted(set(settings.seeds) - set(done))
+    baselines, records = {}, {}
+    for paper in now:
+        path = baseline_path(paper, root)
+        if path.is_file():
+            records[paper] = read_json(path)
+            baselines[paper] = records[paper]["metrics"]
+    comparisons = detect(baselines, now, settings)
+    updated = []
+    if update_baselines:
+        updated = [write_baseline(p, variants[p], m, settings, root) for p, m in now.items() if m and p not in missing]
+    regressed = any(c.regressed for cs in comparisons.values() for c in cs)
+    commits = {
+        p: commits_between((records[p].get("provenance") or {}).get("git_sha"), p, root)
+        for p, cs in comparisons.items()
+        if any(c.regressed for c in cs)
+    }
+    page = render_nightly(out_md, settings, now, records, comparisons, missing, commits, updated, root)
+    return regressed and not update_baselines, page

@@ -1,0 +1,133 @@
+"""reports/nightly.md and .html: what the nightly regression run compared, what regressed, and the commits since."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from repro.io import read_json, write_text
+from repro.nightly import NIGHTLY_TIER, Comparison, NightlySettings
+from repro.report.html import write_html
+from repro.report.render import fmt, md_table
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    return fmt(mean) if not math.isfinite(sd) or sd == 0.0 else f"{fmt(mean)} ± {fmt(sd)}"
+
+
+def _wall_minutes(root: Path, now: dict[str, Any], seeds: list[int], variants: dict[str, str]) -> float | None:
+    """From the earliest nightly training start (summary timestamp − wall time) to this report."""
+    starts = []
+    for paper, variant in variants.items():
+        for seed in seeds:
+            summary = root / "results" / paper / NIGHTLY_TIER / variant / f"seed{seed}" / "summary.json"
+            if summary.is_file():
+                s = read_json(summary)
+                stamp = (s.get("provenance") or {}).get("timestamp_utc")
+                if stamp and s.get("wall_time_s") is not None:
+                    starts.append(datetime.fromisoformat(stamp).timestamp() - float(s["wall_time_s"]))
+    return (datetime.now(UTC).timestamp() - min(starts)) / 60.0 if starts else None
+
+
+def render_nightly(
+    out_md: Path,
+    settings: NightlySettings,
+    now: dict[str, dict[str, dict[str, float]]],
+    records: dict[str, dict[str, Any]],
+    comparisons: dict[str, list[Comparison]],
+    missing: dict[str, list[int]],
+    commits: dict[str, list[str]],
+    updated: list[Path],
+    root: Path,
+) -> Path:
+    from repro.provenance import git_state
+    from repro.report.targets import load_paper_meta
+
+    sha, dirty = git_state(root)
+    n_compared = sum(len(cs) for cs in comparisons.values())
+    regressions = {p: [c for c in cs if c.regressed] for p, cs in comparisons.items()}
+    regressions = {p: cs for p, cs in regressions.items() if cs}
+    variants = {p: load_paper_meta(root / "papers" / p).default_variant for p in now}
+    wall = _wall_minutes(root, now, settings.seeds, variants)
+    verdict = (
+        f"**{sum(len(cs) for cs in regressions.values())} regression(s) in {len(regressions)} paper(s)**"
+        if regressions
+        else "**No regression.**"
+    )
+    lines = [
+        f"# Nightly regression — {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        (
+            f"Code `{sha[:10]}`{' (dirty working tree)' if dirty else ''}; every paper's default variant at the smoke "
+            f"config, {settings.max_steps} steps, seeds {settings.seeds}. {n_compared} metrics compared with the "
+            f"baselines; a metric regresses when Welch's test over seeds rejects equal means at α = "
+            f"{settings.alpha} / {max(n_compared, 1)} and the change exceeds {settings.abs_tol:g} + "
+            f"{settings.rel_tol:g}·|baseline|."
+            + (f" Wall time since the first training job: {wall:.1f} min." if wall is not None else "")
+        ),
+        verdict,
+    ]
+    if updated:
+        lines.append(f"Baselines written for {len(updated)} paper(s) (`git diff results/baselines` shows what moved).")
+    rows = []
+    for paper in now:
+        record = records.get(paper)
+        base = f"{record['created_utc'][:10]} `{(record['provenance'].get('git_sha') or '?')[:10]}`" if record else "—"
+        if paper in missing:
+            status = f"runs missing (seeds {missing[paper]})"
+        elif record is None:
+            status = "no baseline"
+        elif paper in regressions:
+            status = f"**REGRESSED** ({len(regressions[paper])})"
+        else:
+            status = "ok"
+        seeds_done = len(next(iter(now[paper].values()), {}))
+        rows.append(
+            [f"`{paper}`", variants[paper], str(seeds_done), base, str(len(comparisons.get(paper, []))), status]
+        )
+    lines += ["## Papers", md_table(["Paper", "Variant", "Seeds", "Baseline", "Metrics compared", "Status"], rows)]
+    if regressions:
+        lines.append("## Regressions")
+        for paper, cs in regressions.items():
+            table = md_table(
+                ["Metric", "Baseline", "Now", "Δ", "Δ %", "p", "Tolerance"],
+                [
+                    [c.metric, _mean_sd(c.baseline_mean, c.baseline_sd), _mean_sd(c.now_mean, c.now_sd),
+                     fmt(c.delta, signed=True),
+                     fmt(100 * c.delta / abs(c.baseline_mean), signed=True) if c.baseline_mean else "—",
+                     f"{c.p:.2g}", fmt(c.tolerance)]
+                    for c in sorted(cs, key=lambda c: -abs(c.delta) / max(c.tolerance, 1e-12))
+                ],
+            )  # fmt: skip
+            log = "\n".join(f"- {line}" for line in commits.get(paper, []))
+            lines.append(f"### `{paper}`\n\n{table}\n\nCommits since the baseline:\n\n{log}")
+    drift = sorted(
+        ((p, c) for p, cs in comparisons.items() for c in cs if not c.regressed and c.delta != 0.0),
+        key=lambda pc: -abs(pc[1].delta) / max(pc[1].tolerance, 1e-12),
+    )[:10]
+    if drift:
+        lines.append("## Largest moves within tolerance")
+        lines.append(
+            md_table(
+                ["Paper", "Metric", "Baseline", "Now", "Δ / tolerance", "p"],
+                [
+                    [
+                        f"`{p}`",
+                        c.metric,
+                        fmt(c.baseline_mean),
+                        fmt(c.now_mean),
+                        fmt(c.delta / c.tolerance, signed=True),
+                        f"{c.p:.2g}",
+                    ]
+                    for p, c in drift
+                ],
+            )  # fmt: skip
+        )
+    lines.append(
+        "Refresh the baselines after an intended change: `snakemake nightly --config update_baselines=true`, then "
+        "review `git diff results/baselines` and commit it."
+    )
+    write_text(out_md, "\n\n".join(lines) + "\n")
+    write_html(out_md)
+    return out_md
