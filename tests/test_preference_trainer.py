@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 from pathlib import Path
@@ -293,6 +294,31 @@ def test_precomputed_reference_equals_a_frozen_reference_model(tiny_model_dir: s
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6)
     assert rows_a[-1]["loss"] < rows_a[0]["loss"]  # lr 1e-2 on 8 repeated pairs: the loss falls
+
+
+def test_a_short_run_scores_only_the_examples_it_draws(tiny_model_dir: str, tmp_path: Path):
+    from repro.trainers.sequence_logps import sequence_logps_batched
+
+    reference, tok = load_tiny(tiny_model_dir)
+    cfg = config(precompute_ref_log_probs=True, per_device_train_batch_size=3, max_steps=1)
+    short = make_trainer(cfg, reference, tok, tmp_path / "short")
+    ref = short._precompute_reference()  # [8, 2]
+    drawn = sorted(set(short._visited_indices()))
+    assert drawn == sorted(set(short._next_indices(3))) and len(drawn) == 3  # the replay is the run's own draw
+    stored = json.loads((tmp_path / "short" / "ref_logps.json").read_text(encoding="utf-8"))
+    assert stored["indices"] == drawn and stored["n_examples"] == len(PAIRS)
+    full = sequence_logps_batched(reference, [r for rows in short.rows for r in rows], tok.pad_token_id).view(-1, 2)
+    torch.testing.assert_close(ref[drawn], full[drawn], rtol=1e-5, atol=1e-5)
+    assert torch.isnan(ref[[i for i in range(len(PAIRS)) if i not in drawn]]).all()
+    again = make_trainer(cfg, reference, tok, tmp_path / "short")._precompute_reference()  # from the cache
+    torch.testing.assert_close(again, ref, equal_nan=True)
+    with pytest.raises(RuntimeError, match="lacks reference log-probs"):
+        short.ref_logps = ref
+        short._reference([i for i in range(len(PAIRS)) if i not in drawn][:1], [])
+    whole = make_trainer(config(precompute_ref_log_probs=True, per_device_train_batch_size=8, max_steps=1),
+                         reference, tok, tmp_path / "whole")  # fmt: skip
+    torch.testing.assert_close(whole._precompute_reference(), full)  # every example drawn: the full pass
+    assert "indices" not in json.loads((tmp_path / "whole" / "ref_logps.json").read_text(encoding="utf-8"))
 
 
 def test_two_accumulated_micro_batches_equal_one_batch(tiny_model_dir: str, tmp_path: Path):

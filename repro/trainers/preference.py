@@ -98,15 +98,42 @@ class PreferenceTrainer:
 
     def _precompute_reference(self) -> torch.Tensor:
         """One no-grad pass of the initial policy (TRL's precompute_ref_log_probs), cached in the run dir so a
-        resumed run scores against the same reference."""
+        resumed run scores against the same reference.
+
+        Only the examples the run will draw are scored (a shortened run visits few of them); when it visits
+        every example the pass is the full one, batch for batch, so full runs keep their exact numbers.
+        """
         cache = self.out_dir / "ref_logps.json"
         if cache.is_file():
-            return torch.tensor(read_json(cache)["ref_logps"], dtype=torch.float32)
+            stored = read_json(cache)
+            values = torch.tensor(stored["ref_logps"], dtype=torch.float32)
+            if "indices" not in stored:
+                return values
+            full = torch.full((stored["n_examples"], values.size(1)), float("nan"))  # [n, 1|2]
+            full[stored["indices"]] = values
+            return full
         source = self.ref_model if self.ref_model is not None else self.model
-        flat = [r for rows in self.rows for r in rows]
-        logps = sequence_logps_batched(source, flat, self.tok.pad_token_id).view(len(self.rows), -1)  # [n, 1|2]
-        write_json(cache, {"ref_logps": logps.tolist()})
-        return logps
+        needed = self._visited_indices()
+        if len(needed) == len(self.rows):
+            flat = [r for rows in self.rows for r in rows]
+            logps = sequence_logps_batched(source, flat, self.tok.pad_token_id).view(len(self.rows), -1)  # [n, 1|2]
+            write_json(cache, {"ref_logps": logps.tolist()})
+            return logps
+        flat = [r for i in needed for r in self.rows[i]]
+        values = sequence_logps_batched(source, flat, self.tok.pad_token_id).view(len(needed), -1)  # [m, 1|2]
+        write_json(cache, {"n_examples": len(self.rows), "indices": needed, "ref_logps": values.tolist()})
+        full = torch.full((len(self.rows), values.size(1)), float("nan"))  # [n, 1|2], NaN where never drawn
+        full[needed] = values
+        return full
+
+    def _visited_indices(self) -> list[int]:
+        """Every example index the run's max_steps optimizer steps draw (a replay of `_next_indices`), sorted."""
+        saved = (self.order, self.cursor, self.epoch)
+        self.order, self.cursor, self.epoch = [], 0, 0
+        picks = self.t.max_steps * self.t.gradient_accumulation_steps * self.t.per_device_train_batch_size
+        visited = sorted(set(self._next_indices(picks)))
+        self.order, self.cursor, self.epoch = saved
+        return visited
 
     # ------------------------------------------------------------------ batches
 
@@ -126,7 +153,13 @@ class PreferenceTrainer:
         if not self.uses_reference:
             return None
         if self.ref_logps is not None:
-            return self.ref_logps[idx].T.reshape(-1)  # [k·B] laid out like `rows` (chosen block, rejected block)
+            ref = self.ref_logps[idx].T.reshape(-1)  # [k·B] laid out like `rows` (chosen block, rejected block)
+            if torch.isnan(ref).any():
+                raise RuntimeError(
+                    f"{self.out_dir / 'ref_logps.json'} lacks reference log-probs for examples this run draws (was it "
+                    "made by a shorter run?); delete it and rerun"
+                )
+            return ref
         with torch.no_grad():
             return sequence_logps(self.ref_model, rows, self.tok.pad_token_id)[0]
 
