@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from repro import workflow as wf
+from repro.config import merged_paper_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -249,3 +250,19 @@ def test_every_sft_paper_trains_on_a_synthetic_task_from_a_prepared_base_at_smok
             paper_cfg = load_paper_config(ROOT / "papers" / paper, "paper", variant)
             assert paper_cfg.synthetic_task is None and not paper_cfg.model.name_or_path.startswith("prepared:")
     assert {"dft", "bema"} <= papers
+
+
+def test_ci_end_to_end_subset_covers_every_trainer_kind_and_prepared_base():
+    """CI runs the DAGs of a subset of folders (tests/test_e2e_family.py CI_PAPERS); a new kind or base must join it."""
+    from test_e2e_family import CI_PAPERS  # tests/ is on sys.path under pytest
+
+    def kinds_and_bases(papers: set[str]) -> tuple[set[str], set[str]]:
+        kinds, bases = set(), set()
+        for paper in papers:
+            for variant in wf.variants(paper):
+                kinds.add(merged_paper_config(Path("papers") / paper, "smoke", variant).get("trainer", "online_rl"))
+                bases.update(wf.prepared_bases(paper, "smoke", variant))
+        return kinds, bases
+
+    assert CI_PAPERS <= set(wf.paper_ids())
+    assert kinds_and_bases(CI_PAPERS | {"dapo"}) == kinds_and_bases(set(wf.paper_ids()))
