@@ -218,16 +218,7 @@ class DistillationTrainer:
         self._write_reference()
         self.model.train()
         drive_steps(
-            out_dir=self.out_dir,
-            start_step=self.step,
-            max_steps=self.t.max_steps,
-            save_steps=self.t.save_steps,
-            metrics_rows=self.metrics_rows,
-            take_step=self._optimizer_step,
-            save=lambda: self._save(ckpt_dir),
-            desc="distill",
-            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row['train_accuracy']:.2f}"},
-            progress=progress,
+            self, "distill", lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row['train_accuracy']:.2f}"}, progress
         )
         return self.metrics_rows
 

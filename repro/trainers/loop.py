@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -55,38 +55,42 @@ def clipped_update(
     return float(grad_norm)
 
 
-def drive_steps(
-    *,
-    out_dir: Path,
-    start_step: int,
-    max_steps: int,
-    save_steps: int | None,
-    metrics_rows: list[dict[str, Any]],
-    take_step: Callable[[], dict[str, Any]],
-    save: Callable[[], None],
-    desc: str,
-    postfix: Callable[[dict[str, Any]], dict[str, str]],
-    progress: bool = True,
-) -> None:
-    """Run `take_step` until `max_steps`, appending each row to out_dir/metrics.jsonl and saving every `save_steps`.
+class SteppedTrainer(Protocol):
+    """What `drive_steps` needs of a trainer: its run dir, step counter, train config (max_steps, save_steps),
+    metrics rows (restored from a checkpoint on resume), one optimizer step and a checkpoint writer."""
 
-    metrics.jsonl is first rewritten (atomically) with `metrics_rows`, the rows the checkpoint holds: a resumed
-    run drops the rows of steps it is about to redo, so the file never holds a step twice.
+    out_dir: Path
+    step: int
+    metrics_rows: list[dict[str, Any]]
+    t: Any
+
+    def _optimizer_step(self) -> dict[str, Any]: ...
+
+    def _save(self, ckpt_dir: Path) -> None: ...
+
+
+def drive_steps(
+    trainer: SteppedTrainer, desc: str, postfix: Callable[[dict[str, Any]], dict[str, str]], progress: bool = True
+) -> None:
+    """Run the trainer's optimizer steps until `t.max_steps`, appending each row to out_dir/metrics.jsonl and
+    checkpointing to out_dir/ckpt every `t.save_steps`.
+
+    metrics.jsonl is first rewritten (atomically) with the rows the checkpoint holds: a resumed run drops the rows
+    of steps it is about to redo, so the file never holds a step twice.
     """
-    metrics_path = out_dir / "metrics.jsonl"
-    write_text(metrics_path, "".join(json_line(r) for r in metrics_rows))
-    pbar = progress_bar(total=max_steps, initial=start_step, desc=desc, disable=not progress)
-    step = start_step
+    metrics_path = trainer.out_dir / "metrics.jsonl"
+    write_text(metrics_path, "".join(json_line(r) for r in trainer.metrics_rows))
+    max_steps, save_steps = trainer.t.max_steps, trainer.t.save_steps
+    pbar = progress_bar(total=max_steps, initial=trainer.step, desc=desc, disable=not progress)
     try:
         with open(metrics_path, "a", encoding="utf-8") as metrics_file:
-            while step < max_steps:
-                row = take_step()
-                step = row["step"]
+            while trainer.step < max_steps:
+                row = trainer._optimizer_step()
                 metrics_file.write(json_line(row))
                 metrics_file.flush()
                 pbar.update(1)
                 pbar.set_postfix(**postfix(row), refresh=False)
-                if save_steps and step % save_steps == 0:
-                    save()
+                if save_steps and trainer.step % save_steps == 0:
+                    trainer._save(trainer.out_dir / "ckpt")
     finally:
         pbar.close()

@@ -228,16 +228,10 @@ class PreferenceTrainer:
             self.running.mean, self.running.var, self.running.count = state["running"]
         self.model.train()
         drive_steps(
-            out_dir=self.out_dir,
-            start_step=self.step,
-            max_steps=self.t.max_steps,
-            save_steps=self.t.save_steps,
-            metrics_rows=self.metrics_rows,
-            take_step=self._optimizer_step,
-            save=lambda: self._save(ckpt_dir),
-            desc="train",
-            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row.get('accuracy', math.nan):.2f}"},
-            progress=progress,
+            self,
+            "train",
+            lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row.get('accuracy', math.nan):.2f}"},
+            progress,
         )
         return self.metrics_rows
 

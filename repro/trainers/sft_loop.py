@@ -196,18 +196,7 @@ class SFTTrainer:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             if self.bema is not None:
                 self.bema.load_state_tensors(load_checkpoint_tensors(ckpt_dir), state["bema_updates"])
-        drive_steps(
-            out_dir=self.out_dir,
-            start_step=self.step,
-            max_steps=self.t.max_steps,
-            save_steps=self.t.save_steps,
-            metrics_rows=self.metrics_rows,
-            take_step=self._optimizer_step,
-            save=lambda: self._save(ckpt_dir),
-            desc="sft",
-            postfix=lambda row: {"loss": f"{row['loss']:.3f}", "nll": f"{row['nll']:.3f}"},
-            progress=progress,
-        )
+        drive_steps(self, "sft", lambda row: {"loss": f"{row['loss']:.3f}", "nll": f"{row['nll']:.3f}"}, progress)
         self.model.eval()
         return self.metrics_rows
 
