@@ -252,5 +252,6 @@ def run_nightly(
         for p, cs in comparisons.items()
         if any(c.regressed for c in cs)
     }
-    page = render_nightly(out_md, settings, now, records, comparisons, missing, commits, updated, root)
+    page, summary = render_nightly(out_md, settings, now, records, comparisons, missing, commits, updated, root)
+    print(summary)
     return regressed and not update_baselines, page

@@ -41,7 +41,8 @@ def render_nightly(
     commits: dict[str, list[str]],
     updated: list[Path],
     root: Path,
-) -> Path:
+) -> tuple[Path, str]:
+    """Write the report; returns (its path, a one-line summary for the terminal)."""
     from repro.provenance import git_state
     from repro.report.targets import load_paper_meta
 
@@ -130,4 +131,9 @@ def render_nightly(
     )
     write_text(out_md, "\n\n".join(lines) + "\n")
     write_html(out_md)
-    return out_md
+    summary = (
+        verdict.strip("*")
+        + f" {n_compared} metrics compared over {len(now)} paper(s)"
+        + (f"; wall time since the first training job: {wall:.1f} min" if wall is not None else "")
+    )
+    return out_md, summary
