@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy import stats
 
 from repro.io import read_json, read_jsonl_tolerant, write_json
 
@@ -116,6 +115,8 @@ class Comparison:
 
 def welch_p(baseline: list[float], now: list[float]) -> float:
     """Two-sided p of equal means; a metric with no spread on either side is decided exactly."""
+    from scipy import stats  # here, not at import: the Snakefile imports this module on every invocation
+
     b, n = np.asarray(baseline, dtype=float), np.asarray(now, dtype=float)
     if b.std(ddof=1) == 0.0 and n.std(ddof=1) == 0.0:
         return 1.0 if b.mean() == n.mean() else 0.0
@@ -212,6 +213,20 @@ def commits_between(sha: str | None, paper: str, root: Path = Path(".")) -> list
 # --------------------------------------------------------------------------- the nightly run
 
 
+@dataclass(frozen=True)
+class NightlyOutcome:
+    """Everything the nightly report shows, per paper id."""
+
+    settings: NightlySettings
+    now: dict[str, dict[str, dict[str, float]]]  # paper -> metric -> seed -> value
+    variants: dict[str, str]  # paper -> its default variant (the one the nightly runs)
+    records: dict[str, dict[str, Any]]  # paper -> its baseline file, where one exists
+    comparisons: dict[str, list[Comparison]]
+    missing: dict[str, list[int]]  # paper -> seeds without a finished run
+    commits: dict[str, list[str]]  # regressed paper -> commits since its baseline
+    updated: list[Path]  # baseline files written by this run
+
+
 def run_nightly(
     root: Path, out_md: Path, update_baselines: bool = False, papers: list[str] | None = None
 ) -> tuple[bool, Path]:
@@ -252,6 +267,7 @@ def run_nightly(
         for p, cs in comparisons.items()
         if any(c.regressed for c in cs)
     }
-    page, summary = render_nightly(out_md, settings, now, records, comparisons, missing, commits, updated, root)
+    outcome = NightlyOutcome(settings, now, variants, records, comparisons, missing, commits, updated)
+    page, summary = render_nightly(out_md, outcome, root)
     print(summary)
     return regressed and not update_baselines, page

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from repro.io import read_json, write_text
 from repro.report.claims import paired_t, welch_t
@@ -70,31 +69,22 @@ def row_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot_deltas(deltas: list[dict[str, Any]], unit: str, tier: str, out_path: Path) -> Path | None:
     """Bars of what each row adds over the previous one: the paper's and ours (with its 95% CI)."""
+    from repro.report.plots import paper_vs_ours_bars
+
     if not deltas:
         return None
-    x = np.arange(len(deltas))
-    width = 0.38
-    pub = [d["published_prev"] if d["published_prev"] is not None else math.nan for d in deltas]
-    ours = [d["ours_prev"] if d["ours_prev"] is not None else math.nan for d in deltas]
-    err = np.array(
-        [
-            [m - d["ours_prev_ci"][0], d["ours_prev_ci"][1] - m] if d["ours_prev_ci"] and math.isfinite(m) else [0, 0]
-            for d, m in zip(deltas, ours, strict=True)
-        ]
-    ).T  # [2, rows]
-    fig = Figure(figsize=(max(5.0, 1.1 * len(deltas) + 2), 3.8), layout="constrained")
-    ax = fig.subplots()
-    ax.bar(x - width / 2, pub, width, label="paper", color="#888888")
-    ax.bar(x + width / 2, ours, width, yerr=err, capsize=3, label=f"ours ({tier} tier, 95% CI)", color="#1f77b4")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(x, [d["label"] for d in deltas], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(f"change from the previous row ({unit})")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title("What each row adds: paper vs ours (directions can carry over, sizes cannot)", fontsize=9)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=110)
-    return out_path
+    return paper_vs_ours_bars(
+        [d["label"] for d in deltas],
+        [d["published_prev"] for d in deltas],
+        [d["ours_prev"] for d in deltas],
+        [d["ours_prev_ci"] for d in deltas],
+        paper_label="paper",
+        tier=tier,
+        ylabel=f"change from the previous row ({unit})",
+        title="What each row adds: paper vs ours (directions can carry over, sizes cannot)",
+        out_path=out_path,
+        zero_line=True,
+    )
 
 
 def render_ablation_report(

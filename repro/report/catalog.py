@@ -13,11 +13,12 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from repro.io import read_json, write_text
+from repro.report.claims import VERDICTS
 from repro.report.html import write_html
+from repro.report.plots import save_figure
 from repro.report.targets import load_paper_meta
 
 TIERS = ("smoke", "small", "paper")
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "insufficient seeds")
 VERDICT_COLOURS = {"reproduced": "#2da44e", "not reproduced": "#cf222e", "inconclusive": "#d4a72c",
                    "insufficient seeds": "#afb8c1"}  # fmt: skip
 
@@ -112,9 +113,7 @@ def plot_claims(rows: list[dict[str, Any]], out: Path) -> Path | None:
     ax.set_xlabel("claims")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(VERDICTS), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return out
+    return save_figure(fig, out)
 
 
 def write_index(root: Path, out_md: Path) -> tuple[Path, Path]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from repro.io import read_json, write_text
-from repro.nightly import NIGHTLY_TIER, Comparison, NightlySettings
+from repro.nightly import NIGHTLY_TIER, NightlyOutcome
 from repro.report.html import write_html
 from repro.report.render import fmt, md_table
 
@@ -17,7 +16,7 @@ def _mean_sd(mean: float, sd: float) -> str:
     return fmt(mean) if not math.isfinite(sd) or sd == 0.0 else f"{fmt(mean)} ± {fmt(sd)}"
 
 
-def _wall_minutes(root: Path, now: dict[str, Any], seeds: list[int], variants: dict[str, str]) -> float | None:
+def _wall_minutes(root: Path, seeds: list[int], variants: dict[str, str]) -> float | None:
     """From the earliest nightly training start (summary timestamp − wall time) to this report."""
     starts = []
     for paper, variant in variants.items():
@@ -31,27 +30,17 @@ def _wall_minutes(root: Path, now: dict[str, Any], seeds: list[int], variants: d
     return (datetime.now(UTC).timestamp() - min(starts)) / 60.0 if starts else None
 
 
-def render_nightly(
-    out_md: Path,
-    settings: NightlySettings,
-    now: dict[str, dict[str, dict[str, float]]],
-    records: dict[str, dict[str, Any]],
-    comparisons: dict[str, list[Comparison]],
-    missing: dict[str, list[int]],
-    commits: dict[str, list[str]],
-    updated: list[Path],
-    root: Path,
-) -> tuple[Path, str]:
+def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[Path, str]:
     """Write the report; returns (its path, a one-line summary for the terminal)."""
     from repro.provenance import git_state
-    from repro.report.targets import load_paper_meta
 
+    settings, now, records, comparisons = outcome.settings, outcome.now, outcome.records, outcome.comparisons
+    missing, commits, updated, variants = outcome.missing, outcome.commits, outcome.updated, outcome.variants
     sha, dirty = git_state(root)
     n_compared = sum(len(cs) for cs in comparisons.values())
     regressions = {p: [c for c in cs if c.regressed] for p, cs in comparisons.items()}
     regressions = {p: cs for p, cs in regressions.items() if cs}
-    variants = {p: load_paper_meta(root / "papers" / p).default_variant for p in now}
-    wall = _wall_minutes(root, now, settings.seeds, variants)
+    wall = _wall_minutes(root, settings.seeds, variants)
     verdict = (
         f"**{sum(len(cs) for cs in regressions.values())} regression(s) in {len(regressions)} paper(s)**"
         if regressions

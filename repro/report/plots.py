@@ -173,7 +173,7 @@ def plot_training_curves(
                 ax.legend(fontsize=7)
         # wrapped to the figure's width (≈ 14 characters per inch at 9 pt): a one-panel figure cuts a long title
         fig.suptitle(textwrap.fill(f"{title} ({BAND_DESCRIPTION})", width=int(14 * 5.2 * len(keys))), fontsize=9)
-        written[stem] = _save(fig, out_dir / f"curves_{stem}.png")
+        written[stem] = save_figure(fig, out_dir / f"curves_{stem}.png")
     return written
 
 
@@ -181,26 +181,51 @@ def plot_ablation(rows: Sequence[dict[str, Any]], tier: str, unit: str, out_path
     """Published vs ours side by side per ablation row (ours with its 95% CI over seeds)."""
     if not rows:
         return None
-    x = np.arange(len(rows))
+    return paper_vs_ours_bars(
+        [r.get("label") or r["variant"] for r in rows],
+        [r.get("published") for r in rows],
+        [r.get("ours_mean") for r in rows],
+        [r.get("ours_ci") for r in rows],
+        paper_label="published (paper scale)",
+        tier=tier,
+        ylabel=unit,
+        title=f"Ablation: paper vs ours — scales differ ({tier} tier vs the paper's setting)",
+        out_path=out_path,
+    )
+
+
+def paper_vs_ours_bars(
+    labels: Sequence[str],
+    published: Sequence[float | None],
+    ours: Sequence[float | None],
+    ours_ci: Sequence[Sequence[float] | None],
+    *,
+    paper_label: str,
+    tier: str,
+    ylabel: str,
+    title: str,
+    out_path: Path,
+    zero_line: bool = False,
+) -> Path:
+    """Grouped bars per row: the paper's value (grey) beside ours with its 95% CI as an error bar."""
+    x = np.arange(len(labels))
     width = 0.38
-    published = [_nan(r.get("published")) for r in rows]
-    ours = [_nan(r.get("ours_mean")) for r in rows]
+    means = [_nan(m) for m in ours]
     errors = np.array(
-        [
-            [m - r["ours_ci"][0], r["ours_ci"][1] - m] if r.get("ours_ci") and not math.isnan(m) else [0.0, 0.0]
-            for r, m in zip(rows, ours)
-        ]
+        [[m - ci[0], ci[1] - m] if ci and not math.isnan(m) else [0.0, 0.0] for ci, m in zip(ours_ci, means)]
     ).T  # [2, rows]
-    fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 3.8), layout="constrained")
+    fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2), 3.8), layout="constrained")
     ax = fig.subplots()
-    ax.bar(x - width / 2, published, width, label="published (paper scale)", color="#888888")
-    ax.bar(x + width / 2, ours, width, yerr=errors, capsize=3, label=f"ours ({tier} tier, 95% CI)", color="#1f77b4")
-    ax.set_xticks(x, [r.get("label") or r["variant"] for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(unit)
+    ax.bar(x - width / 2, [_nan(p) for p in published], width, label=paper_label, color="#888888")
+    ax.bar(x + width / 2, means, width, yerr=errors, capsize=3, label=f"ours ({tier} tier, 95% CI)", color="#1f77b4")
+    if zero_line:
+        ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, list(labels), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"Ablation: paper vs ours — scales differ ({tier} tier vs the paper's setting)", fontsize=9)
-    return _save(fig, out_path)
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, out_path)
 
 
 def plot_scaling_fits(
@@ -230,7 +255,7 @@ def plot_scaling_fits(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Sigmoidal compute–performance fits (ScaleRL); faint: the measured curve", fontsize=9)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path)
 
 
 def plot_frontier(
@@ -267,10 +292,11 @@ def plot_frontier(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.suptitle("Reward/KL frontier on held-out prompts", fontsize=9)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write a PNG atomically (a killed render never leaves half a figure)."""
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

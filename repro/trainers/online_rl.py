@@ -32,7 +32,7 @@ from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
 from repro.trainers.logprobs import completion_logprobs
-from repro.trainers.loop import clipped_update, json_line
+from repro.trainers.loop import clipped_update, json_line, mean_rows
 from repro.trainers.perception import make_probe
 
 
@@ -369,9 +369,7 @@ class OnlineRLTrainer:
         )
         self.rollout.sync_weights(self.model)
         self.step += 1
-        row = {"step": self.step, **gen_metrics}
-        for key in window[0]:
-            row[key] = sum(w[key] for w in window) / len(window)
+        row = {"step": self.step, **gen_metrics, **mean_rows(window)}
         row["grad_norm"] = grad_norm
         row["lr"] = self.scheduler.get_last_lr()[0]
         self.metrics_rows.append(row)
