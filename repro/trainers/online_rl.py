@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from repro.config import RunConfig, reward_params
 from repro.data.templates import render
+from repro.io import write_text
 from repro.losses.advantages import ADVANTAGES, zero_std_groups
 from repro.losses.aggregation import AggregationContext
 from repro.losses.kl import sequence_kl_penalty
@@ -389,7 +390,7 @@ class OnlineRLTrainer:
             self.prompt_order, self.prompt_cursor = state["prompt_order"], state["prompt_cursor"]
         metrics_path = self.out_dir / "metrics.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("".join(json_line(r) for r in self.metrics_rows), encoding="utf-8")
+        write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))  # atomic, like the final rewrite
         self._metrics_file = open(metrics_path, "a", encoding="utf-8")
         pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not progress)
         try:
@@ -410,8 +411,6 @@ class OnlineRLTrainer:
             self._metrics_file.close()
             pbar.close()
         # rewrite with the timing fields filled in (atomic)
-        from repro.io import write_text
-
         write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))
         return self.metrics_rows
 
