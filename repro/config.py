@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from repro.losses.presets import AXIS_NAMES, LossAxes
-from repro.schema import ConfigError, check_at_least, from_dict, to_dict
+from repro.schema import ConfigError, check_at_least, check_call_params, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
 TIERS = ("smoke", "small", "paper")
@@ -406,6 +406,7 @@ def _check(cfg: RunConfig, where: str) -> None:
     if unknown:
         takes = ", ".join(accepted) or "no options"
         fail("train.rollout_options", f"{t.rollout_backend} takes {takes}, not {', '.join(unknown)}")
+    check_call_params(where, "train.rollout_options", t.rollout_options, BACKENDS.get(t.rollout_backend).__init__)
     low, high = t.rollout_correction_clip_min, t.rollout_correction_clip_max
     if high <= 0 or (low is not None and not 0 <= low < high):
         fail("train.rollout_correction_clip_max", f"need 0 <= clip_min < clip_max (got {low}, {high})")
@@ -475,6 +476,10 @@ def _check(cfg: RunConfig, where: str) -> None:
     for name, spec in cfg.rewards.items():
         _check_name(where, f"rewards.{name}", name, REWARDS)
         params = {k: v for k, v in spec.items() if k != "weight"}
+        weight = spec.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            fail(f"rewards.{name}.weight", f"is {weight!r}; it must be a number")
+        check_call_params(where, f"rewards.{name}", params, REWARDS.get(name))
         accepted = inspect.signature(REWARDS.get(name)).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
         for param in params:

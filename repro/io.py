@@ -46,6 +46,27 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def parse_json_rows(text: str, source: str) -> list[dict[str, Any]]:
+    """Data rows from JSON-lines text, one object per non-blank line; a malformed line is a ConfigError naming
+    `source` and the line, before any of the rows is used."""
+    from repro.schema import ConfigError
+
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):  # '\n', not splitlines(): U+2028 may sit in a string
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f"{source}:{number}: not valid JSON ({err.msg} at column {err.colno}); fix the line"
+            ) from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{source}:{number}: a data row must be a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -68,6 +68,9 @@ def train_run(
             f"the DAG expected model {expect_model!r} but the config names {cfg.model.name_or_path!r}; rerun snakemake"
         )
     model_path = resolve_model_path(cfg.model.name_or_path)
+    from repro.distributed import require_single_process
+
+    require_single_process(getattr(cfg, "trainer", None) or "online RL")
     if (kind := kind_of(cfg)) is not None:
         return kind.load("train")(cfg, paper, tier, variant, seed, out, model_path)
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
@@ -79,6 +82,14 @@ def train_run(
     from repro.models.vision import load_processor
     from repro.rollout.hf import make_backend
 
+    prompts = load_prompts(  # data problems (a missing file, a malformed row) surface before the model loads
+        cfg.data.prompts,
+        split=cfg.data.split,
+        limit=cfg.data.limit,
+        problem_field=cfg.data.problem_field,
+        answer_field=cfg.data.answer_field,
+        seed=seed,
+    )
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
     seed_everything(seed)
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
@@ -90,14 +101,6 @@ def train_run(
         cast_lm_head_to_fp32(model)  # before the reference / rollout copies, which inherit it
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    prompts = load_prompts(
-        cfg.data.prompts,
-        split=cfg.data.split,
-        limit=cfg.data.limit,
-        problem_field=cfg.data.problem_field,
-        answer_field=cfg.data.answer_field,
-        seed=seed,
-    )
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.train.beta != 0.0 else None
     trainer = trainer_module.build_trainer(
         cfg,

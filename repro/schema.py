@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
@@ -26,7 +28,67 @@ def check_at_least(where: str, bounds: list[tuple[str, int, int]]) -> None:
             raise ConfigError(f"{where}: {key}: is {value}; it must be at least {low}")
 
 
+# Bounds shared by every trainer kind, checked on the whole config (a kind's own checks come after). A field a kind
+# lacks is skipped; None (unset) passes. Integer divisors are here so they are refused before any arithmetic uses them.
+_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
+_NON_NEGATIVE = (lambda v: v >= 0, "≥ 0")
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "seeds": (lambda v: len(v) >= 1, "a list of at least one seed"),
+    "resources.gpus": _NON_NEGATIVE,
+    "resources.nodes": _AT_LEAST_1,
+    "resources.threads": _AT_LEAST_1,
+    "resources.mem_mb": _AT_LEAST_1,
+    "resources.runtime_min": _AT_LEAST_1,
+    "data.limit": _AT_LEAST_1,
+    "train.gradient_accumulation_steps": _AT_LEAST_1,
+    "train.steps_per_generation": _AT_LEAST_1,
+    "train.num_generations": _AT_LEAST_1,
+    "train.adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.weight_decay": _NON_NEGATIVE,
+    "train.max_grad_norm": (lambda v: v > 0, "positive (the clip threshold of the gradient norm)"),
+    "train.warmup_steps": _NON_NEGATIVE,
+    "train.warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.save_steps": (lambda v: v >= 0, "≥ 0 (0 = no checkpoint until the end)"),
+    "train.num_threads": (lambda v: v >= 0, "≥ 0 (0 = resources.threads)"),
+    "train.top_k": (lambda v: v >= 0, "≥ 0 (0 = off)"),
+    "eval.max_new_tokens": _AT_LEAST_1,
+    "eval.temperature": (lambda v: v >= 0, "≥ 0 (0 = greedy)"),
+    "eval.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+}
+
+
+def check_ranges(cfg: Any, where: str) -> None:
+    """Raise a ConfigError naming the first field of `RANGES` present in `cfg` whose value is out of its range."""
+    for dotted, (ok, wanted) in RANGES.items():
+        value: Any = cfg
+        for name in dotted.split("."):
+            value = getattr(value, name, None)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{where}: {dotted}: is {value!r}; it must be {wanted}")
+
+
+def check_call_params(where: str, key: str, values: dict[str, Any], fn: Callable[..., Any]) -> None:
+    """Each value in `values` (keyword arguments for `fn`, e.g. a reward's params) must have its default's type:
+    a number where the default is a number, a string where it is a string, true/false where it is a bool."""
+    for name, param in inspect.signature(fn).parameters.items():
+        if name not in values or param.default is inspect.Parameter.empty or param.default is None:
+            continue
+        value, default = values[name], param.default
+        if isinstance(default, bool):
+            ok, wanted = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok, wanted = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, wanted = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{where}: {key}.{name}: is {value!r}; it must be {wanted} (default {default!r})")
+
+
 def from_dict(cls: type[T], data: Any, where: str, path: str = "") -> T:
+    """Convert `data` into `cls`, checking keys and types; at the top level (path "") also `check_ranges`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {path or 'top level'} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -44,7 +106,10 @@ def from_dict(cls: type[T], data: Any, where: str, path: str = "") -> T:
             values[name] = _convert(hints[name], data[name], where, _join(path, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key {_join(path, name)!r}")
-    return cls(**values)
+    obj = cls(**values)
+    if not path:
+        check_ranges(obj, where)
+    return obj
 
 
 def _join(path: str, key: str) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.data.preference import PreferencePair, UnpairedExample
+from repro.io import parse_json_rows
 from repro.schema import ConfigError
 
 ASSISTANT_CUE = "\n\nAssistant:"
@@ -80,13 +81,13 @@ def _read_file(path: Path) -> list[Row]:
     if name.endswith((".jsonl", ".jsonl.gz")):
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            return parse_json_rows(f.read(), str(path))
     if name.endswith(".json"):
         text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError:  # JSON lines under a .json name (datasets' json loader reads both)
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            return parse_json_rows(text, str(path))
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ConfigError(f"{path}: a .json preference file must hold a list of objects (one per row)")
         return data

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.data.synthetic import TASKS, Problem, make_train
+from repro.io import parse_json_rows
 from repro.registry import unknown_name_message
 from repro.schema import ConfigError
 
@@ -53,14 +54,16 @@ def _read_rows(source: str, split: str) -> list[dict[str, Any]]:
             return pd.read_parquet(path).to_dict("records")
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{source}:{err.lineno}: not valid JSON ({err.msg}); fix the file") from None
             if isinstance(data, list):
                 return data
             if split not in data:
                 raise ConfigError(f"{source}: no split {split!r} (data.split); splits: {', '.join(sorted(data))}")
             return data[split]
-        # split on '\n', not splitlines(): U+2028 may sit inside a JSON string
-        return [json.loads(line) for line in text.split("\n") if line.strip()]
+        return parse_json_rows(text, source)
     import datasets
 
     try:
@@ -84,6 +87,8 @@ def _field(row: dict[str, Any], dotted: str) -> Any:
 
 
 def _to_problem(row: dict[str, Any], index: int, source: str, problem_field: str, answer_field: str) -> Problem:
+    if not isinstance(row, dict):
+        raise ConfigError(f"{source}: row {index} must be an object with the problem and answer, got {row!r:.80}")
     values = {}
     for role, name in (("problem", problem_field), ("answer", answer_field)):
         try:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from repro.io import parse_json_rows
 from repro.registry import unknown_name_message
 from repro.schema import ConfigError, from_dict
 
@@ -185,7 +186,7 @@ def load_items(bench: Benchmark, local_dir: Path | None, limit: int | None = Non
                 f"benchmark {bench.name}: {path} is missing. The local data directory must hold {spec.local_file} "
                 f"with fields id, problem, answer (see ../shared/data/SOURCES.md)."
             )
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = parse_json_rows(path.read_text(encoding="utf-8"), str(path))
         items = [Item(str(r["id"]), str(r["problem"]), _answer_string(r["answer"])) for r in rows]
     else:
         items = _load_hub(bench)

@@ -41,10 +41,14 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
     regressions = {p: [c for c in cs if c.regressed] for p, cs in comparisons.items()}
     regressions = {p: cs for p, cs in regressions.items() if cs}
     wall = _wall_minutes(root, settings.seeds, variants)
-    verdict = (
-        f"**{sum(len(cs) for cs in regressions.values())} regression(s) in {len(regressions)} paper(s)**"
-        if regressions
-        else "**No regression.**"
+    if regressions:
+        headline = f"{sum(len(cs) for cs in regressions.values())} regression(s) in {len(regressions)} paper(s)"
+    else:
+        headline = "No regression." if n_compared else "Nothing compared: no paper has a baseline."
+    verdict = f"**{headline}**" + (
+        ""
+        if n_compared
+        else " Record them with `snakemake nightly --config update_baselines=true` and commit results/baselines/."
     )
     lines = [
         f"# Nightly regression — {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -121,7 +125,7 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
     write_text(out_md, "\n\n".join(lines) + "\n")
     write_html(out_md)
     summary = (
-        verdict.strip("*")
+        headline
         + f" {n_compared} metrics compared over {len(now)} paper(s)"
         + (f"; wall time since the first training job: {wall:.1f} min" if wall is not None else "")
     )

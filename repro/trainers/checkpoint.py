@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ def load_checkpoint(
     state = json.loads((ckpt_dir / "state.json").read_text(encoding="utf-8"))
     version, internal, gauss = state.pop("python_rng")
     random.setstate((version, tuple(internal), gauss))
+    # a rerun after a kill says where it picks up (the train log is what a user reads after a crash)
+    print(f"resuming from the checkpoint in {ckpt_dir} at step {state.get('step', '?')}", file=sys.stderr, flush=True)
     return state
 
 
