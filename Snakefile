@@ -132,10 +132,11 @@ rule train:
         model=lambda wildcards: wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant),
     threads: 1
     resources:
-        gpus=run_resource("gpus"),
+        gpu=run_resource("gpus"),  # GPUs per node (the SLURM executor plugin reads `gpu`)
         nodes=run_resource("nodes"),
         mem_mb=run_resource("mem_mb"),
         runtime=run_resource("runtime"),
+        cpus_per_task=run_resource("cpus_per_task"),
     conda:
         "envs/repro.yaml"
     shell:
@@ -175,7 +176,7 @@ rule benchmark:
         python=PYTHON,
     threads: 1
     resources:
-        gpus=lambda wildcards: min(1, wf.resources(wildcards.paper, wildcards.tier, wildcards.variant)["gpus"]),
+        gpu=lambda wildcards: min(1, wf.resources(wildcards.paper, wildcards.tier, wildcards.variant)["gpus"]),
     conda:
         "envs/repro.yaml"
     shell:

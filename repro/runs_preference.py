@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.config import dump
+from repro.distributed import DataParallel
 from repro.io import read_json, write_json, write_text
 from repro.preference_config import PreferenceRunConfig
 from repro.schema import ConfigError
@@ -125,7 +126,8 @@ def train_preference_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    seed_everything(seed)
+    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    seed_everything(seed)  # the same seed on every rank: each draws the same global batches
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
     needs_ref = cfg.data.format == "unpaired" or PREFERENCE_LOSSES.get(cfg.train.loss_type).needs_reference
     keep_ref = (needs_ref and not cfg.train.precompute_ref_log_probs) or cfg.train.eval_every > 0
@@ -149,8 +151,11 @@ def train_preference_run(
         seed=seed,
         ref_model=ref_model,
         monitor=monitor,
+        dp=dp,
     )
     rows = trainer.train(progress=True)
+    if not dp.is_main:  # the main rank saves the model and writes the summary
+        return {}
     _save_model(model, tokenizer, out / "model")
     identity = {"paper": paper, "tier": tier, "variant": variant, "seed": seed, "n_examples": len(examples)}
     return finish_run(cfg, out, rows, started, **identity)

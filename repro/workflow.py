@@ -97,6 +97,7 @@ def resources(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR
         "nodes": int(res.get("nodes", 1)),
         "mem_mb": int(res.get("mem_mb", 4000)),
         "runtime": int(res.get("runtime_min", 30)),
+        "cpus_per_task": int(res.get("threads", 1)),
     }
 
 

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from repro import workflow as wf
 from repro.config import merged_paper_config
@@ -50,8 +51,22 @@ def test_paper_tier_dry_run_names_the_hub_model_and_declares_gpus() -> None:
     out = snakemake("papers/dapo", "--config", "tier=paper", "-n", "--forceall")
     assert out.returncode == 0, out.stderr
     assert "--expect-model Qwen/Qwen2.5-32B" in out.stdout
-    assert "gpus=8" in out.stdout and "nodes=16" in out.stdout
-    assert "--benchmark aime24" in out.stdout and "gpus=1" in out.stdout  # evaluation: one GPU per job
+    assert "gpu=8" in out.stdout and "nodes=16" in out.stdout
+    assert "--benchmark aime24" in out.stdout and "gpu=1" in out.stdout  # evaluation: one GPU per job
+    assert "cpus_per_task=16" in out.stdout  # the tier's resources.threads
+
+
+def test_the_slurm_profile_submits_with_the_tiers_resources() -> None:
+    import importlib.util
+
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text(encoding="utf-8"))
+    assert profile["executor"] == "slurm" and profile["retries"] >= 1  # a lost job is resubmitted and resumes
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
+    out = snakemake("papers/dapo", "--profile", "profiles/slurm", "--config", "tier=paper", "-n", "--forceall")
+    assert out.returncode == 0, out.stderr
+    train = [block for block in out.stdout.split("rule ") if block.startswith("train:")]
+    assert len(train) == 6 and all("gpu=8" in b and "nodes=16" in b and "runtime=20160" in b for b in train)
 
 
 def test_every_target_benchmark_runs_with_the_papers_protocol_at_its_tier() -> None:

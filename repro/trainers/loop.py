@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from repro.distributed import DataParallel
 from repro.io import write_text
 from repro.progress import progress_bar
 
@@ -78,19 +80,22 @@ def drive_steps(
     metrics.jsonl is first rewritten (atomically) with the rows the checkpoint holds: a resumed run drops the rows
     of steps it is about to redo, so the file never holds a step twice.
     """
+    # Under data parallelism every rank steps; only the main rank writes (metrics, checkpoints) and shows progress.
+    main = getattr(trainer, "dp", DataParallel.single()).is_main
     metrics_path = trainer.out_dir / "metrics.jsonl"
-    write_text(metrics_path, "".join(json_line(r) for r in trainer.metrics_rows))
+    if main:
+        write_text(metrics_path, "".join(json_line(r) for r in trainer.metrics_rows))
     max_steps, save_steps = trainer.t.max_steps, trainer.t.save_steps
-    pbar = progress_bar(total=max_steps, initial=trainer.step, desc=desc, disable=not progress)
+    pbar = progress_bar(total=max_steps, initial=trainer.step, desc=desc, disable=not (progress and main))
     try:
-        with open(metrics_path, "a", encoding="utf-8") as metrics_file:
+        with open(metrics_path if main else os.devnull, "a", encoding="utf-8") as metrics_file:
             while trainer.step < max_steps:
                 row = trainer._optimizer_step()
                 metrics_file.write(json_line(row))
                 metrics_file.flush()
                 pbar.update(1)
                 pbar.set_postfix(**postfix(row), refresh=False)
-                if save_steps and trainer.step % save_steps == 0:
+                if main and save_steps and trainer.step % save_steps == 0:
                     trainer._save(trainer.out_dir / "ckpt")
     finally:
         pbar.close()

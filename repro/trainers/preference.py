@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from repro.data.preference import PreferencePair, UnpairedExample
+from repro.distributed import DataParallel
 from repro.io import read_json, write_json
 from repro.losses.preference import (
     PREFERENCE_LOSSES,
@@ -45,6 +46,7 @@ class PreferenceTrainer:
         seed: int,
         ref_model: torch.nn.Module | None = None,  # a frozen reference (None: precomputed reference log-probs)
         monitor: Any = None,  # repro/eval/alignment.py FrontierMonitor, called every eval_every steps
+        dp: DataParallel | None = None,  # several processes under `accelerate launch` (repro/distributed.py)
     ) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.model, self.tok, self.ref_model = model, tokenizer, ref_model
@@ -85,6 +87,9 @@ class PreferenceTrainer:
         self.epoch = 0
         self.metrics_rows: list[dict[str, Any]] = []
         self.ref_logps: torch.Tensor | None = None  # [n_examples, 2] (paired) or [n_examples, 1]
+        # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
+        self.dp = dp or DataParallel.single()
+        self.forward_model = self.dp.wrap_model(model)
 
     def _encode(self, example: Any, limits: dict[str, int | None]) -> tuple[EncodedRow, ...]:
         if self.unpaired:
@@ -130,7 +135,9 @@ class PreferenceTrainer:
         """Every example index the run's max_steps optimizer steps draw (a replay of `_next_indices`), sorted."""
         saved = (self.order, self.cursor, self.epoch)
         self.order, self.cursor, self.epoch = [], 0, 0
-        picks = self.t.max_steps * self.t.gradient_accumulation_steps * self.t.per_device_train_batch_size
+        picks = (
+            self.t.max_steps * self.t.gradient_accumulation_steps * self.t.per_device_train_batch_size * self.dp.world
+        )
         visited = sorted(set(self._next_indices(picks)))
         self.order, self.cursor, self.epoch = saved
         return visited
@@ -167,7 +174,7 @@ class PreferenceTrainer:
         if self.unpaired:
             return self._unpaired_micro_batch(idx)
         rows = [self.rows[i][0] for i in idx] + [self.rows[i][1] for i in idx]  # [chosen…; rejected…]
-        logps, lengths = sequence_logps(self.model, rows, self.tok.pad_token_id)  # [2B], [2B]
+        logps, lengths = sequence_logps(self.forward_model, rows, self.tok.pad_token_id)  # [2B], [2B]
         ref = self._reference(idx, rows)  # [2B] or None
         B = len(idx)
         inputs = PreferenceLogps.from_stacked(logps, ref if self.needs_reference else None, lengths)
@@ -196,11 +203,11 @@ class PreferenceTrainer:
 
     def _unpaired_micro_batch(self, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         rows = [self.rows[i][0] for i in idx]
-        logps, lengths = sequence_logps(self.model, rows, self.tok.pad_token_id)  # [N], [N]
+        logps, lengths = sequence_logps(self.forward_model, rows, self.tok.pad_token_id)  # [N], [N]
         ref = self._reference(idx, rows)  # [N]
         labels = torch.tensor([self.examples[i].label for i in idx])  # [N] bool: desirable
         rewards = self.t.beta * (logps.detach() - ref)  # [N] r = β(log π − log π_ref)
-        delta, _ = self.running.update(rewards)  # BCO: δ updated with the batch before use
+        delta, _ = self.running.update(self.dp.gather(rewards))  # BCO: δ updated with the global batch before use
         losses, rewards = bco_unpaired_loss(logps, ref, labels, self.t.beta, delta)  # [N], [N]
         loss = losses.mean()
         up, down = rewards[labels], rewards[~labels]
@@ -219,8 +226,12 @@ class PreferenceTrainer:
     def train(self, progress: bool = True) -> list[dict[str, Any]]:
         ckpt_dir = self.out_dir / "ckpt"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.uses_reference and self.t.precompute_ref_log_probs:
-            self.ref_logps = self._precompute_reference()  # before any update: the initial policy's
+        if self.uses_reference and self.t.precompute_ref_log_probs:  # before any update: the initial policy's
+            if self.dp.is_main:
+                self.ref_logps = self._precompute_reference()  # computed once, cached in the run dir
+            self.dp.barrier()
+            if not self.dp.is_main:
+                self.ref_logps = self._precompute_reference()  # reads the main rank's cache
         state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
         if state is not None:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
@@ -239,14 +250,15 @@ class PreferenceTrainer:
         start = time.perf_counter()
         window = []
         for _ in range(self.t.gradient_accumulation_steps):
-            loss, stats = self._micro_batch(self._next_indices(self.t.per_device_train_batch_size))
+            drawn = self._next_indices(self.t.per_device_train_batch_size * self.dp.world)  # the global batch
+            loss, stats = self._micro_batch(self.dp.shard(drawn))
             (loss / self.t.gradient_accumulation_steps).backward()  # HF divides DPO's loss by GA
             window.append(stats)
         grad_norm = clipped_update(
             self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
         )
         self.step += 1
-        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **mean_rows(window)}
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **self.dp.mean(mean_rows(window))}
         row.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0])
         row["step_time"] = time.perf_counter() - start
         if self.monitor is not None and self.t.eval_every and self.step % self.t.eval_every == 0:

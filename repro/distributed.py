@@ -1,0 +1,112 @@
+"""Data parallelism through accelerate: what a trainer needs to run under `accelerate launch` (DDP; FSDP and DeepSpeed
+through accelerate's own config files at the paper tier).
+
+Every rank draws the same global batch (the draw is a function of the seed and the step), keeps its contiguous
+shard, and averages its loss over that shard; DDP's gradient all-reduce then averages over ranks, so with equal
+shards the update is the one-process update of the global batch. Global quantities a loss or a metric needs (token
+counts, batch statistics, filter counts) are reduced explicitly through `sum`, `mean` and `gather`. Only the main
+rank writes files (metrics, checkpoints, the final model); the others wait for it at `barrier`.
+
+Launched without accelerate (WORLD_SIZE unset or 1), `DataParallel.single()` is a no-op wrapper: one process, no
+process group, nothing imported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+@dataclass
+class DataParallel:
+    accelerator: Any = None  # accelerate.Accelerator when launched on several processes
+
+    @staticmethod
+    def single() -> DataParallel:
+        return DataParallel()
+
+    @staticmethod
+    def from_environment() -> DataParallel:
+        """Under `accelerate launch` / torchrun (WORLD_SIZE > 1): an Accelerator (gloo on CPU, NCCL on GPUs)."""
+        if launched_processes() <= 1:
+            return DataParallel.single()
+        from accelerate import Accelerator
+
+        return DataParallel(Accelerator(cpu=not torch.cuda.is_available()))
+
+    @property
+    def world(self) -> int:
+        return 1 if self.accelerator is None else self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return 0 if self.accelerator is None else self.accelerator.process_index
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: list[T]) -> list[T]:
+        """This rank's contiguous share of a global batch drawn identically on every rank."""
+        if len(items) % self.world:
+            raise ValueError(f"a global batch of {len(items)} does not split evenly over {self.world} processes")
+        size = len(items) // self.world
+        return items[self.rank * size : (self.rank + 1) * size]
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to run forward and backward through: DDP-wrapped under accelerate, else `model` itself.
+        The optimizer, checkpoints and saved weights keep using `model` (the same parameters)."""
+        return model if self.accelerator is None else self.accelerator.prepare_model(model)
+
+    def sum(self, value: float) -> float:
+        if self.accelerator is None:
+            return float(value)
+        return float(self.accelerator.reduce(torch.tensor([float(value)]), reduction="sum")[0])
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's tensor concatenated along dim 0, in rank order (the one-process layout of the batch)."""
+        return tensor if self.accelerator is None else self.accelerator.gather(tensor.contiguous())
+
+    def mean(self, stats: dict[str, float]) -> dict[str, float]:
+        """Key-wise mean over ranks of per-rank means of equal shards (= the global mean); NaN where a rank had none
+        is left out of its key's mean."""
+        if self.accelerator is None:
+            return stats
+        keys = list(stats)  # the same order on every rank: they run the same code
+        values = torch.tensor([[float(stats[k]), 1.0] for k in keys], dtype=torch.float64)  # [K, 2]
+        present = ~torch.isnan(values[:, 0])
+        values[:, 1] = present.double()
+        values[:, 0] = torch.where(present, values[:, 0], torch.zeros_like(values[:, 0]))
+        total = self.accelerator.reduce(values, reduction="sum")  # [K, 2] summed values, counts
+        return {k: (float(total[i, 0] / total[i, 1]) if total[i, 1] else math.nan) for i, k in enumerate(keys)}
+
+    def barrier(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+
+# Trainer kinds whose loop shards the global batch and reduces its global quantities (the others would silently train
+# one full copy per process).
+DATA_PARALLEL_KINDS = ("preference",)
+
+
+def launched_processes() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def require_single_process(kind: str) -> None:
+    """Refuse a multi-process launch of a trainer kind that does not support it, before anything is loaded."""
+    if launched_processes() > 1 and kind not in DATA_PARALLEL_KINDS:
+        from repro.schema import ConfigError
+
+        raise ConfigError(
+            f"this run was launched on {launched_processes()} processes, but the {kind} trainer does not shard its "
+            f"batch yet (data parallel: {', '.join(DATA_PARALLEL_KINDS)}); run it as one process (python -m repro "
+            "train ...) or use a preference paper"
+        )

@@ -1,0 +1,53 @@
+"""A preference run of a few steps, launched once as one process and once under `accelerate launch` (2 processes):
+`python tests/workers/preference_dp.py <model_dir> <out_dir> <per_device_batch> <steps> <loss_type>`.
+
+The policy starts as the reference model with seeded noise added, so the log-ratios are non-zero from step 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+from repro.data.preference import PreferencePair
+from repro.distributed import DataParallel
+from repro.models.loading import load_policy
+from repro.preference_config import resolve_preference
+from repro.trainers.preference import PreferenceTrainer
+
+
+def main(model_dir: str, out_dir: str, per_device: int, steps: int, loss_type: str) -> None:
+    dp = DataParallel.from_environment()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    reference, tok = load_policy(model_dir)
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pairs = [
+        PreferencePair(f"{a}+{b}=", str(a + b), str(a + b + 1 + a % 3))
+        for a, b in zip(range(10, 42, 2), range(7, 39, 2))
+    ]
+    cfg = resolve_preference(
+        {
+            "trainer": "preference",
+            "model": {"name_or_path": model_dir},
+            "data": {"pairs": "local.jsonl"},
+            "train": {"max_steps": steps, "learning_rate": 1e-2, "per_device_train_batch_size": per_device,
+                      "save_steps": 0, "loss_type": loss_type, "precompute_ref_log_probs": True},
+        },
+        "data-parallel worker",
+    )  # fmt: skip
+    trainer = PreferenceTrainer(cfg, policy, tok, pairs, Path(out_dir), seed=0, ref_model=reference.eval(), dp=dp)
+    trainer.train(progress=False)
+    if dp.is_main:
+        (Path(out_dir) / "launch.txt").write_text(f"world {dp.world}\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    model_dir, out_dir, per_device, steps, loss_type = sys.argv[1:6]
+    main(model_dir, out_dir, int(per_device), int(steps), loss_type)
