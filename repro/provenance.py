@@ -85,7 +85,7 @@ def config_sha256(config_text: str | None) -> str | None:
 
 
 def git_state(repo: Path) -> tuple[str, bool | None]:
-    """(HEAD sha, whether tracked or untracked files differ); ("unknown", None) outside git."""
+    """(HEAD sha, whether tracked or untracked files outside results/ differ); ("unknown", None) outside git."""
     sha = _git(repo, "rev-parse", "HEAD")
     if sha is None:
         return UNKNOWN, None if _git(repo, "rev-parse", "--git-dir") is None else _has_changes(repo)
@@ -118,7 +118,8 @@ def gpu_name() -> str | None:
 
 
 def _has_changes(repo: Path) -> bool | None:
-    status = _git(repo, "status", "--porcelain")
+    """Whether code or configs differ from HEAD; results/ (outputs, and baselines being refreshed) does not count."""
+    status = _git(repo, "status", "--porcelain", "--", ".", ":(exclude)results")
     return None if status is None else bool(status)
 
 
