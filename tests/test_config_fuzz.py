@@ -35,7 +35,8 @@ def _leaves(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tupl
             yield (*prefix, key), value
 
 
-def _with(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+def _with(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A deep copy of `tree` (mappings and lists) with the value at `path` replaced."""
     out = copy.deepcopy(tree)
     node = out
     for key in path[:-1]:
@@ -144,7 +145,7 @@ def test_every_targets_field_mutated_is_accepted_or_refused_with_a_targets_error
     for path in paths:
         value = rng.choice(MUTATIONS)
         broken = tmp_path / "targets.yaml"
-        broken.write_text(yaml.safe_dump(_set_in(source, path, value)), encoding="utf-8")
+        broken.write_text(yaml.safe_dump(_with(source, path, value)), encoding="utf-8")
         try:
             load_targets(broken, variants)
         except TargetsError as err:
@@ -162,15 +163,6 @@ def _targets_leaves(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[A
             yield from _targets_leaves(value, (*prefix, i))
     else:
         yield prefix
-
-
-def _set_in(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
-    out = copy.deepcopy(tree)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return out
 
 
 @pytest.mark.parametrize(
