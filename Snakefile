@@ -127,7 +127,8 @@ rule train:
     log:
         "logs/{paper}/{tier}/{variant}/seed{seed}/train.log",
     params:
-        python=PYTHON,
+        # one process, or `accelerate launch` over the tier's GPUs for a kind that shards its batch
+        python=lambda wildcards: wf.train_launcher(wildcards.paper, wildcards.tier, wildcards.variant, PYTHON),
         max_steps=lambda wildcards: steps_flag(wildcards.tier),
         model=lambda wildcards: wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant),
     threads: 1

@@ -93,7 +93,7 @@ class DataParallel:
 
 # Trainer kinds whose loop shards the global batch and reduces its global quantities (the others would silently train
 # one full copy per process).
-DATA_PARALLEL_KINDS = ("preference",)
+DATA_PARALLEL_KINDS = ("preference", "sft", "reward_model")
 
 
 def launched_processes() -> int:

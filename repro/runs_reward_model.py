@@ -19,6 +19,7 @@ from typing import Any
 
 from repro.config import dump
 from repro.data.reward_pairs import LEVEL_NAMES, RewardPair
+from repro.distributed import DataParallel
 from repro.io import read_json, write_json, write_text
 from repro.reward_model_config import RewardRunConfig
 from repro.schema import ConfigError
@@ -68,17 +69,20 @@ def train_reward_model_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
     seed_everything(seed)
     model, tokenizer = load_reward_model(model_path, cfg.model.dtype, seed, cfg.model.trust_remote_code)
     trainer = trainer_module.build_trainer(
         cfg, model=model, tokenizer=tokenizer, pairs=train, out_dir=out, seed=seed,
-        monitor_pairs=held[: cfg.eval.n_monitor_pairs],
+        monitor_pairs=held[: cfg.eval.n_monitor_pairs], dp=dp,
     )  # fmt: skip
     if trainer.n_dropped:
         print(
             f"dropped {trainer.n_dropped} of {len(train)} training pairs longer than max_length={cfg.train.max_length}"
         )
     rows = trainer.train(progress=True)
+    if not dp.is_main:  # the main rank saves the model and writes the summary
+        return {}
     _save_model(model, tokenizer, out / "model")  # a sequence-classification model: usable as eval.judge
     identity = {
         "paper": paper, "tier": tier, "variant": variant, "seed": seed, "n_pairs": len(trainer.pairs),

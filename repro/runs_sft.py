@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.config import dump
+from repro.distributed import DataParallel
 from repro.io import read_json, write_json, write_text
 from repro.sft_config import SFTRunConfig
 
@@ -22,8 +23,9 @@ ITERATES = ("ema", "bema")  # the averaged iterates a BEMA run saves beside mode
 BASE_KEYS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "eval_loss", "mean_response_length")
 
 
-def training_data(cfg: SFTRunConfig, tokenizer: Any, seed: int) -> tuple[Any, list[Any], list[Any]]:
-    """(training stream, held-out examples, held-out problems or []) of a run."""
+def training_data(cfg: SFTRunConfig, tokenizer: Any, seed: int, world: int = 1) -> tuple[Any, list[Any], list[Any]]:
+    """(training stream, held-out examples, held-out problems or []) of a run; on `world` processes the stream
+    draws global micro-batches of per_device_train_batch_size × world (each rank trains on its shard)."""
     from repro.data.sft_data import (
         TrainingStream,
         real_examples,
@@ -32,7 +34,11 @@ def training_data(cfg: SFTRunConfig, tokenizer: Any, seed: int) -> tuple[Any, li
     )
 
     t, d = cfg.train, cfg.data
-    shape = {"seed": seed, "batch_size": t.per_device_train_batch_size, "grad_accum": t.gradient_accumulation_steps}
+    shape = {
+        "seed": seed,
+        "batch_size": t.per_device_train_batch_size * world,
+        "grad_accum": t.gradient_accumulation_steps,
+    }
     task = cfg.synthetic_task
     if task is None:
         train, held = real_examples(cfg, tokenizer)
@@ -70,13 +76,17 @@ def train_sft_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
     seed_everything(seed)
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
-    stream, held, problems = training_data(cfg, tokenizer, seed)
+    stream, held, problems = training_data(cfg, tokenizer, seed, dp.world)
     trainer = trainer_module.build_trainer(
-        cfg, model=model, tokenizer=tokenizer, stream=stream, out_dir=out, held_out=held, held_out_problems=problems
-    )
+        cfg, model=model, tokenizer=tokenizer, stream=stream, out_dir=out, held_out=held, held_out_problems=problems,
+        dp=dp,
+    )  # fmt: skip
     rows = trainer.train(progress=True)
+    if not dp.is_main:  # the main rank saves the models and writes the summary
+        return {}
     for name, averaged in trainer.averaged_models().items():
         _save_model(averaged, tokenizer, out / f"model_{name}")
     _save_model(model, tokenizer, out / "model")

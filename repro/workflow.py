@@ -101,6 +101,19 @@ def resources(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR
     }
 
 
+def train_launcher(paper: str, tier: str, variant: str, python: str, papers_dir: Path = PAPERS_DIR) -> str:
+    """What runs `-m repro train` for a run: `python` (one process), or accelerate's launcher over the tier's GPUs
+    when the run has several on one node and its trainer kind shards its batch (repro/distributed.py). Several
+    nodes still run one process (a multi-node launch needs the cluster's node rank and head address)."""
+    from repro.distributed import DATA_PARALLEL_KINDS
+
+    kind = merged_paper_config(papers_dir / paper, tier, variant).get("trainer", "online_rl")
+    res = resources(paper, tier, variant, papers_dir)
+    if res["gpus"] > 1 and res["nodes"] == 1 and kind in DATA_PARALLEL_KINDS:
+        return f"accelerate launch --multi_gpu --num_processes {res['gpus']} --num_machines 1"
+    return python
+
+
 def model_name(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> str:
     return str(merged_paper_config(papers_dir / paper, tier, variant).get("model", {}).get("name_or_path", "?"))
 

@@ -66,13 +66,44 @@ def test_two_processes_follow_the_one_process_preference_trajectory(
     assert not (tmp_path / "two" / "ckpt").exists() and (tmp_path / "two" / "ref_logps.json").is_file()
 
 
+@pytest.mark.parametrize("loss_type", ["nll", "dft"])
+def test_two_processes_follow_the_one_process_sft_trajectory(
+    tiny_model_dir: str, tmp_path: Path, loss_type: str
+) -> None:
+    script = WORKERS / "sft_dp.py"
+    _launch(1, script, tiny_model_dir, str(tmp_path / "one"), "8", "4", loss_type)
+    _launch(2, script, tiny_model_dir, str(tmp_path / "two"), "4", "4", loss_type)
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert "world 2" in (tmp_path / "two" / "launch.txt").read_text(encoding="utf-8")
+    for a, b in zip(one, two, strict=True):
+        assert b["num_tokens"] == a["num_tokens"]  # N counts every rank's tokens
+        for key in ("loss", "nll", "grad_norm", "mean_token_accuracy", "entropy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    assert one[-1]["nll"] < one[0]["nll"]
+
+
+def test_two_processes_follow_the_one_process_reward_model_trajectory(tiny_model_dir: str, tmp_path: Path) -> None:
+    script = WORKERS / "reward_dp.py"
+    _launch(1, script, tiny_model_dir, str(tmp_path / "one"), "8", "4", "0.01")
+    _launch(2, script, tiny_model_dir, str(tmp_path / "two"), "4", "4", "0.01")
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert "world 2" in (tmp_path / "two" / "launch.txt").read_text(encoding="utf-8")
+    for a, b in zip(one, two, strict=True):
+        for key in ("loss", "centering_term", "grad_norm", "reward_gap", "min_reward", "max_reward"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    assert one[-1]["loss"] < one[0]["loss"]
+
+
 def test_a_kind_without_data_parallelism_refuses_a_multi_process_launch(monkeypatch: pytest.MonkeyPatch) -> None:
     from repro.distributed import require_single_process
     from repro.schema import ConfigError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     require_single_process("preference")  # shards its batch: accepted
+    require_single_process("sft")
     with pytest.raises(ConfigError, match="launched on 2 processes, but the online RL trainer"):
         require_single_process("online RL")
+    with pytest.raises(ConfigError, match="the distillation trainer"):
+        require_single_process("distillation")
     monkeypatch.setenv("WORLD_SIZE", "1")
-    require_single_process("sft")
+    require_single_process("distillation")  # one process: any kind

@@ -56,6 +56,14 @@ def test_paper_tier_dry_run_names_the_hub_model_and_declares_gpus() -> None:
     assert "cpus_per_task=16" in out.stdout  # the tier's resources.threads
 
 
+def test_a_multi_gpu_run_of_a_sharding_kind_is_launched_by_accelerate() -> None:
+    out = snakemake("papers/dpo", "--config", "tier=paper", "-n", "--forceall", "-p")
+    assert out.returncode == 0, out.stderr
+    assert "accelerate launch --multi_gpu --num_processes 8 --num_machines 1 -m repro train --paper dpo" in out.stdout
+    dapo = wf.train_launcher("dapo", "paper", "dapo", "python")  # online RL does not shard yet: one process
+    assert dapo == "python"
+
+
 def test_the_slurm_profile_submits_with_the_tiers_resources() -> None:
     import importlib.util
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from repro.data.reward_pairs import RewardPair
+from repro.distributed import DataParallel
 from repro.losses.reward_model import reward_model_loss
 from repro.reward_model_config import RewardRunConfig
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
@@ -134,6 +135,7 @@ class RewardModelTrainer:
         out_dir: Path,
         seed: int,
         monitor_pairs: list[RewardPair] | None = None,  # held-out pairs scored every train.eval_every steps
+        dp: DataParallel | None = None,  # several processes under `accelerate launch` (repro/distributed.py)
     ) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.model, self.tok = model, tokenizer
@@ -155,6 +157,9 @@ class RewardModelTrainer:
         self.step, self.epoch, self.cursor = 0, 0, 0
         self.order: list[int] = []
         self.metrics_rows: list[dict[str, Any]] = []
+        # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
+        self.dp = dp or DataParallel.single()
+        self.forward_model = self.dp.wrap_model(model)
 
     def _next_indices(self, n: int) -> list[int]:
         """The next n pairs of a seeded shuffle per epoch (the same for every variant at a seed)."""
@@ -171,7 +176,7 @@ class RewardModelTrainer:
 
     def micro_batch(self, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate_pairs([self.pairs[i] for i in idx], self.pad_id)
-        r_c, r_r = pair_rewards(self.model, batch)  # [B], [B]
+        r_c, r_r = pair_rewards(self.forward_model, batch)  # [B], [B]
         out = reward_model_loss(r_c, r_r, batch.get("margin"), self.t.center_rewards_coefficient)
         r_c, r_r = r_c.detach(), r_r.detach()
         rewards = torch.cat([r_c, r_r])  # [2B]
@@ -203,16 +208,17 @@ class RewardModelTrainer:
         start = time.perf_counter()
         window = []
         for _ in range(self.t.gradient_accumulation_steps):
-            loss, stats = self.micro_batch(self._next_indices(self.t.per_device_train_batch_size))
+            drawn = self._next_indices(self.t.per_device_train_batch_size * self.dp.world)  # the global batch
+            loss, stats = self.micro_batch(self.dp.shard(drawn))
             (loss / self.t.gradient_accumulation_steps).backward()  # HF divides the reward loss by GA (TRL)
             window.append(stats)
         grad_norm = clipped_update(
             self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
         )
         self.step += 1
-        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **mean_rows(window)}
-        row["min_reward"] = min(w["min_reward"] for w in window)
-        row["max_reward"] = max(w["max_reward"] for w in window)
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **self.dp.mean(mean_rows(window))}
+        row["min_reward"] = float(self.dp.gather(torch.tensor([min(w["min_reward"] for w in window)])).min())
+        row["max_reward"] = float(self.dp.gather(torch.tensor([max(w["max_reward"] for w in window)])).max())
         row.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0])
         if self.monitor and self.t.eval_every and self.step % self.t.eval_every == 0:
             r_c, r_r = score_pairs(self.model, self.monitor, self.pad_id, self.cfg.eval.batch_size)

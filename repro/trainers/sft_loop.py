@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from repro.data.sft_data import SFTExample, TrainingStream
+from repro.distributed import DataParallel
 from repro.losses.sft import SFT_LOSSES, sft_loss, target_logps
 from repro.sft_config import SFTRunConfig
 from repro.trainers.bema import BemaAverager, load_iterate, trainable_parameters
@@ -97,6 +98,7 @@ class SFTTrainer:
         out_dir: Path,
         held_out: list[SFTExample],
         held_out_problems: list[Any] | None = None,  # synthetic: scored for greedy accuracy at the eval steps
+        dp: DataParallel | None = None,  # several processes under `accelerate launch`: `stream` draws global batches
     ) -> None:
         from transformers import get_scheduler
 
@@ -117,23 +119,28 @@ class SFTTrainer:
         self.scratch = copy.deepcopy(model) if self.bema is not None else None  # holds an averaged iterate for eval
         self.step = 0
         self.metrics_rows: list[dict[str, Any]] = []
+        self.dp = dp or DataParallel.single()
+        self.forward_model = self.dp.wrap_model(model)  # DDP under accelerate; `model` itself on one process
 
     # ------------------------------------------------------------------ one step
 
     def _optimizer_step(self) -> dict[str, Any]:
         start = time.perf_counter()
-        batches = [
-            encode(self.tok, self.stream.micro_batch(self.step + 1, m), self.t.max_length, self.t.completion_only_loss)
+        batches = [  # this rank's shard of each global micro-batch
+            encode(
+                self.tok, self.dp.shard(self.stream.micro_batch(self.step + 1, m)), self.t.max_length,
+                self.t.completion_only_loss,
+            )
             for m in range(self.t.gradient_accumulation_steps)
-        ]
-        n_items = sum(label_count(b) for b in batches)  # N over the whole accumulation window
+        ]  # fmt: skip
+        n_items = int(self.dp.sum(sum(label_count(b) for b in batches)))  # N over the window, every rank's tokens
         sums = {"loss": 0.0, "recomputed": 0.0, "nll": 0.0, "prob": 0.0, "correct": 0.0, "entropy": 0.0}
         self.model.train()
         for batch in batches:
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = self.forward_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             logps, mask = target_logps(logits, batch["labels"])  # [B, L−1], [B, L−1]
             loss = sft_loss(self.per_token(logps), mask, n_items)  # Σ ℓ_t / N: the window's micro-losses add up
-            loss.backward()
+            (loss * self.dp.world).backward()  # DDP averages over ranks; the global loss is the ranks' sum
             with torch.no_grad():
                 detached = logits.detach()[:, :-1].float()  # [B, L−1, V]
                 token_entropy = -(detached.softmax(-1) * detached.log_softmax(-1)).sum(-1)  # [B, L−1]
@@ -143,6 +150,7 @@ class SFTTrainer:
                 sums["prob"] += float((logps.detach().exp() * mask).sum())
                 sums["correct"] += float(((detached.argmax(-1) == batch["labels"][:, 1:]) & mask).sum())
                 sums["entropy"] += float((token_entropy * mask).sum())
+        sums = {key: self.dp.sum(value) for key, value in sums.items()}  # every rank's share of the window
         lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
         grad_norm = clipped_update(
             self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
