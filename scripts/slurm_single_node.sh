@@ -3,12 +3,12 @@
 # on localhost, munge for authentication, no accounting database (job status through squeue).
 #
 #   apt-get install -y slurm-wlm munge        # once (Debian 12: Slurm 22.05)
-#   scripts/slurm_single_node.sh start        # writes /tmp/repro-slurm/slurm.conf, starts munged, slurmctld, slurmd
-#   export SLURM_CONF=/tmp/repro-slurm/slurm.conf
+#   scripts/slurm_single_node.sh start        # writes /etc/slurm/slurm.conf, starts munged, slurmctld, slurmd
 #   scripts/slurm_single_node.sh stop
+# The config goes to Slurm's default path: job steps (srun inside a batch job) look for it there.
 set -euo pipefail
 DIR=/tmp/repro-slurm
-CONF=$DIR/slurm.conf
+CONF=/etc/slurm/slurm.conf
 
 stop() {
   pkill -x slurmd 2>/dev/null || true
@@ -19,7 +19,8 @@ stop() {
 start() {
   command -v slurmctld >/dev/null || { echo "slurmctld not found: apt-get install -y slurm-wlm munge" >&2; exit 1; }
   stop
-  mkdir -p "$DIR/state" "$DIR/spool" /run/munge /var/log/munge /var/lib/munge /etc/munge
+  [ ! -e "$CONF" ] || grep -q "^ClusterName=repro$" "$CONF" || { echo "$CONF exists and is not ours; not touching it" >&2; exit 1; }
+  mkdir -p "$DIR/state" "$DIR/spool" /etc/slurm /run/munge /var/log/munge /var/lib/munge /etc/munge
   [ -s /etc/munge/munge.key ] || { command -v mungekey >/dev/null && mungekey --create --force || \
     dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; }
   chmod 400 /etc/munge/munge.key
@@ -52,12 +53,11 @@ MinJobAge=600
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
-  export SLURM_CONF=$CONF
   slurmctld -f "$CONF"
   slurmd -f "$CONF"
   for _ in $(seq 1 30); do
     if sinfo -h -o %T 2>/dev/null | grep -qE "idle|mixed|alloc"; then
-      echo "single-node SLURM cluster up: export SLURM_CONF=$CONF"
+      echo "single-node SLURM cluster up ($CONF); sinfo shows it"
       return 0
     fi
     sleep 1

@@ -1,5 +1,5 @@
 """A tiny DAG through the SLURM profile on a real (one-node) SLURM cluster: `scripts/slurm_single_node.sh start`,
-`export SLURM_CONF=/tmp/repro-slurm/slurm.conf`, then `pytest -m slurm`. Skipped where no cluster answers."""
+then `pytest -m slurm`. Skipped where no cluster answers."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _cluster_answers() -> bool:
 @pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None, reason="no SLURM plugin")
 def test_a_tiny_dag_runs_as_slurm_jobs_through_the_profile(tmp_path: Path) -> None:
     if not _cluster_answers():
-        pytest.skip("no SLURM cluster answers (scripts/slurm_single_node.sh start; export SLURM_CONF=...)")
+        pytest.skip("no SLURM cluster answers (scripts/slurm_single_node.sh start)")
     (tmp_path / "Snakefile").write_text(SNAKEFILE, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--jobs", "2", "--latency-wait", "5",
