@@ -49,19 +49,29 @@ def test_single_process_data_parallel_is_the_identity() -> None:
     assert dp.shard([1, 2, 3]) == [1, 2, 3] and dp.sum(2.5) == 2.5 and dp.mean({"a": 1.0}) == {"a": 1.0}
 
 
+def _one_and_two(worker: str, model_dir: str, out: Path, arg: str) -> tuple[list[dict], list[dict]]:
+    """The worker's metrics rows as one process at per-device batch 8 and as two at 4 (the same global batch)."""
+    script = WORKERS / worker
+    _launch(1, script, model_dir, str(out / "one"), "8", "4", arg)
+    _launch(2, script, model_dir, str(out / "two"), "4", "4", arg)
+    assert "world 2" in (out / "two" / "launch.txt").read_text(encoding="utf-8")  # really two processes
+    one, two = _rows(out / "one"), _rows(out / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
+    return one, two
+
+
+def _assert_same(one: list[dict], two: list[dict], keys: tuple[str, ...]) -> None:
+    for a, b in zip(one, two, strict=True):
+        for key in keys:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+
+
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_two_processes_follow_the_one_process_preference_trajectory(
     tiny_model_dir: str, tmp_path: Path, loss_type: str
 ) -> None:
-    script = WORKERS / "preference_dp.py"
-    _launch(1, script, tiny_model_dir, str(tmp_path / "one"), "8", "4", loss_type)
-    _launch(2, script, tiny_model_dir, str(tmp_path / "two"), "4", "4", loss_type)
-    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
-    assert "world 2" in (tmp_path / "two" / "launch.txt").read_text(encoding="utf-8")  # really two processes
-    assert [r["step"] for r in two] == [1, 2, 3, 4]
-    for a, b in zip(one, two, strict=True):
-        for key in ("loss", "grad_norm", "margin", "logratio_chosen", "accuracy"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    one, two = _one_and_two("preference_dp.py", tiny_model_dir, tmp_path, loss_type)
+    _assert_same(one, two, ("loss", "grad_norm", "margin", "logratio_chosen", "accuracy"))
     assert one[-1]["loss"] < one[0]["loss"]  # the trajectory being compared moves
     assert not (tmp_path / "two" / "ckpt").exists() and (tmp_path / "two" / "ref_logps.json").is_file()
 
@@ -70,27 +80,15 @@ def test_two_processes_follow_the_one_process_preference_trajectory(
 def test_two_processes_follow_the_one_process_sft_trajectory(
     tiny_model_dir: str, tmp_path: Path, loss_type: str
 ) -> None:
-    script = WORKERS / "sft_dp.py"
-    _launch(1, script, tiny_model_dir, str(tmp_path / "one"), "8", "4", loss_type)
-    _launch(2, script, tiny_model_dir, str(tmp_path / "two"), "4", "4", loss_type)
-    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
-    assert "world 2" in (tmp_path / "two" / "launch.txt").read_text(encoding="utf-8")
-    for a, b in zip(one, two, strict=True):
-        assert b["num_tokens"] == a["num_tokens"]  # N counts every rank's tokens
-        for key in ("loss", "nll", "grad_norm", "mean_token_accuracy", "entropy"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    one, two = _one_and_two("sft_dp.py", tiny_model_dir, tmp_path, loss_type)
+    assert [b["num_tokens"] for b in two] == [a["num_tokens"] for a in one]  # N counts every rank's tokens
+    _assert_same(one, two, ("loss", "nll", "grad_norm", "mean_token_accuracy", "entropy"))
     assert one[-1]["nll"] < one[0]["nll"]
 
 
 def test_two_processes_follow_the_one_process_reward_model_trajectory(tiny_model_dir: str, tmp_path: Path) -> None:
-    script = WORKERS / "reward_dp.py"
-    _launch(1, script, tiny_model_dir, str(tmp_path / "one"), "8", "4", "0.01")
-    _launch(2, script, tiny_model_dir, str(tmp_path / "two"), "4", "4", "0.01")
-    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
-    assert "world 2" in (tmp_path / "two" / "launch.txt").read_text(encoding="utf-8")
-    for a, b in zip(one, two, strict=True):
-        for key in ("loss", "centering_term", "grad_norm", "reward_gap", "min_reward", "max_reward"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    one, two = _one_and_two("reward_dp.py", tiny_model_dir, tmp_path, "0.01")
+    _assert_same(one, two, ("loss", "centering_term", "grad_norm", "reward_gap", "min_reward", "max_reward"))
     assert one[-1]["loss"] < one[0]["loss"]
 
 

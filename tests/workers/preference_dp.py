@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+from common import addition_pairs, short_run
 
 from repro.data.preference import PreferencePair
 from repro.distributed import DataParallel
@@ -28,20 +29,10 @@ def main(model_dir: str, out_dir: str, per_device: int, steps: int, loss_type: s
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    pairs = [
-        PreferencePair(f"{a}+{b}=", str(a + b), str(a + b + 1 + a % 3))
-        for a, b in zip(range(10, 42, 2), range(7, 39, 2))
-    ]
-    cfg = resolve_preference(
-        {
-            "trainer": "preference",
-            "model": {"name_or_path": model_dir},
-            "data": {"pairs": "local.jsonl"},
-            "train": {"max_steps": steps, "learning_rate": 1e-2, "per_device_train_batch_size": per_device,
-                      "save_steps": 0, "loss_type": loss_type, "precompute_ref_log_probs": True},
-        },
-        "data-parallel worker",
-    )  # fmt: skip
+    pairs = [PreferencePair(prompt, right, wrong) for prompt, right, wrong, _ in addition_pairs()]
+    raw = short_run("preference", model_dir, {"pairs": "local.jsonl"}, steps, per_device, loss_type=loss_type,
+                    precompute_ref_log_probs=True)  # fmt: skip
+    cfg = resolve_preference(raw, "data-parallel worker")
     trainer = PreferenceTrainer(cfg, policy, tok, pairs, Path(out_dir), seed=0, ref_model=reference.eval(), dp=dp)
     trainer.train(progress=False)
     if dp.is_main:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from common import addition_pairs, short_run
 
 from repro.data.reward_pairs import RewardPair
 from repro.distributed import DataParallel
@@ -20,20 +21,10 @@ def main(model_dir: str, out_dir: str, per_device: int, steps: int, eta: float) 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model, tok = load_reward_model(model_dir, seed=0)
-    pairs = [
-        RewardPair(f"{a}+{b}=", str(a + b), str(a + b + 1 + a % 3), margin=(a % 4) / 3)
-        for a, b in zip(range(10, 42, 2), range(7, 39, 2))
-    ]
-    cfg = resolve_reward_model(
-        {
-            "trainer": "reward_model",
-            "model": {"name_or_path": model_dir},
-            "data": {"pairs": "local.jsonl"},
-            "train": {"max_steps": steps, "learning_rate": 1e-2, "per_device_train_batch_size": per_device,
-                      "save_steps": 0, "center_rewards_coefficient": eta},
-        },
-        "data-parallel worker",
-    )  # fmt: skip
+    pairs = [RewardPair(prompt, right, wrong, margin=(a % 4) / 3) for prompt, right, wrong, a in addition_pairs()]
+    raw = short_run("reward_model", model_dir, {"pairs": "local.jsonl"}, steps, per_device,
+                    center_rewards_coefficient=eta)  # fmt: skip
+    cfg = resolve_reward_model(raw, "data-parallel worker")
     RewardModelTrainer(cfg, model, tok, pairs, Path(out_dir), seed=0, dp=dp).train(progress=False)
     if dp.is_main:
         (Path(out_dir) / "launch.txt").write_text(f"world {dp.world}\n", encoding="utf-8")

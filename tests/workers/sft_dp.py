@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+from common import short_run
 
 from repro.data.sft_data import SFTExample, TrainingStream
 from repro.distributed import DataParallel
@@ -25,16 +26,9 @@ def main(model_dir: str, out_dir: str, per_device: int, steps: int, loss_type: s
     torch.set_num_threads(1)
     model, tok = load_policy(model_dir)
     examples = [SFTExample(f"{a}+{b}=", str(a + b) * (1 + a % 3)) for a, b in zip(range(3, 99, 6), range(5, 80, 5))]
-    cfg = resolve_sft(
-        {
-            "trainer": "sft",
-            "model": {"name_or_path": model_dir},
-            "data": {"dataset": "local.jsonl"},
-            "train": {"max_steps": steps, "learning_rate": 1e-2, "per_device_train_batch_size": per_device,
-                      "save_steps": 0, "loss_type": loss_type, "lr_scheduler_type": "constant"},
-        },
-        "data-parallel worker",
-    )  # fmt: skip
+    raw = short_run("sft", model_dir, {"dataset": "local.jsonl"}, steps, per_device, loss_type=loss_type,
+                    lr_scheduler_type="constant")  # fmt: skip
+    cfg = resolve_sft(raw, "data-parallel worker")
     stream = TrainingStream(seed=0, batch_size=per_device * dp.world, grad_accum=1, examples=examples)
     SFTTrainer(cfg, model, tok, stream, Path(out_dir), held_out=examples[:4], dp=dp).train(progress=False)
     if dp.is_main:

@@ -1,0 +1,22 @@
+"""What the data-parallel workers share: 16 addition pairs (a preferred sum and a wrong one) and the raw config of a
+short run. The workers run as scripts, so this directory is on their sys.path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def addition_pairs() -> list[tuple[str, str, str, int]]:
+    """(prompt, right answer, wrong answer, a) for 16 sums; `a` lets a worker derive per-pair extras (margins)."""
+    return [(f"{a}+{b}=", str(a + b), str(a + b + 1 + a % 3), a) for a, b in zip(range(10, 42, 2), range(7, 39, 2))]
+
+
+def short_run(trainer: str, model_dir: str, data: dict[str, Any], steps: int, per_device: int, **train: Any) -> dict:
+    """The raw config of a `steps`-step run at learning rate 1e-2 without checkpoints."""
+    return {
+        "trainer": trainer,
+        "model": {"name_or_path": model_dir},
+        "data": data,
+        "train": {"max_steps": steps, "learning_rate": 1e-2, "per_device_train_batch_size": per_device,
+                  "save_steps": 0, **train},
+    }  # fmt: skip
