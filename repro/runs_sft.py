@@ -68,7 +68,7 @@ def train_sft_run(
 ) -> dict[str, Any]:
     import torch
 
-    from repro.models.loading import load_policy
+    from repro.models.loading import load_policy, load_tokenizer
     from repro.runs import _save_model, finish_run, seed_everything
 
     started = time.time()
@@ -78,8 +78,9 @@ def train_sft_run(
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
     dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
     seed_everything(seed)
-    model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
-    stream, held, problems = training_data(cfg, tokenizer, seed, dp.world)
+    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
+    stream, held, problems = training_data(cfg, tokenizer, seed, dp.world)  # data problems before the model loads
+    model, _ = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
     trainer = trainer_module.build_trainer(
         cfg, model=model, tokenizer=tokenizer, stream=stream, out_dir=out, held_out=held, held_out_problems=problems,
         dp=dp,

@@ -239,3 +239,20 @@ def test_files_are_read_only_through_safe_loaders_and_remote_code_stays_off() ->
         r"_LOADER = getattr\(yaml, \"CSafeLoader\", yaml\.SafeLoader\)",
         (source / "report" / "staleness.py").read_text(),
     )
+
+
+def test_a_missing_sft_data_file_is_refused_before_the_model_loads(
+    tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from repro.runs_sft import train_sft_run
+    from repro.sft_config import resolve_sft
+
+    def no_model(*_: Any, **__: Any) -> None:
+        raise AssertionError("the model was loaded before the SFT data was read")
+
+    monkeypatch.setattr("repro.models.loading.load_policy", no_model)
+    raw = {"trainer": "sft", "model": {"name_or_path": tiny_model_dir},
+           "data": {"dataset": str(tmp_path / "missing.jsonl")}, "train": {"max_steps": 1, "learning_rate": 1e-4}}  # fmt: skip
+    cfg = resolve_sft(raw, "sft fuzz")
+    with pytest.raises(ConfigError, match="missing.jsonl"):
+        train_sft_run(cfg, "dft", "smoke", "dft", 0, tmp_path / "run", tiny_model_dir)

@@ -31,12 +31,7 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
 
     if dtype not in DTYPES:
         raise ConfigError(f"model.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    expanded = os.path.expanduser(name_or_path)
-    is_local = Path(expanded).exists()
-    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.strip("/").count("/") > 1
-    if not is_local and looks_local:
-        raise ConfigError(f"model path {name_or_path!r} does not exist")
-    source = expanded if is_local else name_or_path
+    source, is_local = _source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -50,10 +45,33 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
                 "or run where the hub is reachable."
             ) from e
         raise
+    return model, _padded(tokenizer)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer `load_policy` would return, without the weights (to read data before a large model loads)."""
+    from transformers import AutoTokenizer
+
+    source, _ = _source(name_or_path)
+    return _padded(AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code))
+
+
+def _source(name_or_path: str) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, whether it is a local path). A path that looks local must exist."""
+    expanded = os.path.expanduser(name_or_path)
+    is_local = Path(expanded).exists()
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.strip("/").count("/") > 1
+    if not is_local and looks_local:
+        raise ConfigError(f"model path {name_or_path!r} does not exist")
+    return (expanded if is_local else name_or_path), is_local
+
+
+def _padded(tokenizer: Any) -> Any:
+    """Pad = EOS when the tokenizer has none; left padding (generation)."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return model, tokenizer
+    return tokenizer
 
 
 def cast_lm_head_to_fp32(model: torch.nn.Module) -> bool:
