@@ -91,22 +91,20 @@ class DataParallel:
             self.accelerator.wait_for_everyone()
 
 
-# Trainer kinds whose loop shards the global batch and reduces its global quantities (the others would silently train
-# one full copy per process).
-DATA_PARALLEL_KINDS = ("preference", "sft", "reward_model")
-
-
 def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def require_single_process(kind: str) -> None:
     """Refuse a multi-process launch of a trainer kind that does not support it, before anything is loaded."""
-    if launched_processes() > 1 and kind not in DATA_PARALLEL_KINDS:
+    from repro.trainer_kinds import TRAINER_KINDS, shards_batch
+
+    if launched_processes() > 1 and not shards_batch(kind):
         from repro.schema import ConfigError
 
+        sharding = [name for name, k in TRAINER_KINDS.items() if k.data_parallel]
         raise ConfigError(
             f"this run was launched on {launched_processes()} processes, but the {kind} trainer does not shard its "
-            f"batch yet (data parallel: {', '.join(DATA_PARALLEL_KINDS)}); run it as one process (python -m repro "
+            f"batch yet (data parallel: {', '.join(sharding)}); run it as one process (python -m repro "
             "train ...) or use a preference paper"
         )

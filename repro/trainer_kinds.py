@@ -5,7 +5,9 @@
 - `config`: its frozen run-config dataclass (config.resolved.yaml is read back into it);
 - `resolve`: `(raw mapping, where) -> config`, validating with fix-it messages (ConfigError);
 - `train`: `(cfg, paper, tier, variant, seed, out_dir, model_path) -> summary dict` (the `train` verb);
-- `evaluate`: `(run_dir, cfg, out_path) -> eval dict` (the `eval` verb), written atomically to out_path.
+- `evaluate`: `(run_dir, cfg, out_path) -> eval dict` (the `eval` verb), written atomically to out_path;
+- `data_parallel`: whether its loop shards a global batch over processes (repro/distributed.py), so that it may run
+  under `accelerate launch`; a kind without it refuses a multi-process launch.
 
 A new kind is one entry here plus its modules; repro/config.py and repro/runs.py dispatch through it.
 """
@@ -26,6 +28,7 @@ class TrainerKind:
     resolve: str
     train: str
     evaluate: str
+    data_parallel: bool = False
 
     def load(self, role: str) -> Any:
         """The object behind one of the "module:attribute" fields (config, resolve, train, evaluate)."""
@@ -40,6 +43,7 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         resolve="repro.preference_config:resolve_preference",
         train="repro.runs_preference:train_preference_run",
         evaluate="repro.runs_preference:eval_preference_run",
+        data_parallel=True,
     ),
     "sft": TrainerKind(
         "sft",
@@ -47,6 +51,7 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         resolve="repro.sft_config:resolve_sft",
         train="repro.runs_sft:train_sft_run",
         evaluate="repro.runs_sft:eval_sft_run",
+        data_parallel=True,
     ),
     "distillation": TrainerKind(
         "distillation",
@@ -61,6 +66,7 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         resolve="repro.reward_model_config:resolve_reward_model",
         train="repro.runs_reward_model:train_reward_model_run",
         evaluate="repro.runs_reward_model:eval_reward_model_run",
+        data_parallel=True,
     ),
 }
 
@@ -73,6 +79,11 @@ def trainer_kind(name: str, where: str) -> TrainerKind:
 
         raise ConfigError(f"{where}: trainer: " + unknown_name_message("trainer", name, [ONLINE_RL, *TRAINER_KINDS]))
     return TRAINER_KINDS[name]
+
+
+def shards_batch(name: str) -> bool:
+    """Whether the trainer kind `name` runs data parallel (online RL, the built-in kind, does not yet)."""
+    return name in TRAINER_KINDS and TRAINER_KINDS[name].data_parallel
 
 
 def kind_of(cfg: Any) -> TrainerKind | None:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from repro.config import layer_files, merged_paper_config, paper_layer_paths
+from repro.trainer_kinds import ONLINE_RL, shards_batch
 
 PAPERS_DIR = Path("papers")
 PREPARED = "prepared:"
@@ -91,7 +92,12 @@ def base_inputs(base: str, base_dir: Path = Path("configs/base")) -> list[str]:
 
 
 def resources(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> dict[str, int]:
-    res = merged_paper_config(papers_dir / paper, tier, variant).get("resources", {}) or {}
+    return _resources_of(merged_paper_config(papers_dir / paper, tier, variant))
+
+
+def _resources_of(merged: dict[str, Any]) -> dict[str, int]:
+    """A merged config's `resources:` with the defaults filled in, under the names the Snakefile's rules use."""
+    res = merged.get("resources", {}) or {}
     return {
         "gpus": int(res.get("gpus", 0)),
         "nodes": int(res.get("nodes", 1)),
@@ -105,11 +111,9 @@ def train_launcher(paper: str, tier: str, variant: str, python: str, papers_dir:
     """What runs `-m repro train` for a run: `python` (one process), or accelerate's launcher over the tier's GPUs
     when the run has several on one node and its trainer kind shards its batch (repro/distributed.py). Several
     nodes still run one process (a multi-node launch needs the cluster's node rank and head address)."""
-    from repro.distributed import DATA_PARALLEL_KINDS
-
-    kind = merged_paper_config(papers_dir / paper, tier, variant).get("trainer", "online_rl")
-    res = resources(paper, tier, variant, papers_dir)
-    if res["gpus"] > 1 and res["nodes"] == 1 and kind in DATA_PARALLEL_KINDS:
+    merged = merged_paper_config(papers_dir / paper, tier, variant)
+    res = _resources_of(merged)
+    if res["gpus"] > 1 and res["nodes"] == 1 and shards_batch(merged.get("trainer", ONLINE_RL)):
         return f"accelerate launch --multi_gpu --num_processes {res['gpus']} --num_machines 1"
     return python
 

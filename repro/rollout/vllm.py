@@ -46,7 +46,7 @@ class VLLMRollout:
                 "train.rollout_backend: vllm needs vLLM (pip install -e '.[gpu]' on a CUDA machine); run this tier "
                 "with rollout_backend: hf (or hf_mismatch to emulate an inference engine's numerical mismatch)"
             ) from None
-        self.tokenizer, self.mode = tokenizer, mode
+        self.tokenizer = tokenizer
         if mode == "colocate":
             kwargs = {"max_model_len": max_model_len} if max_model_len else {}
             self.llm = vllm.LLM(
