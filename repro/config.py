@@ -49,6 +49,9 @@ class DataConfig:
     limit: int | None = None
 
 
+ROLLOUT_SEEDINGS = ("batch", "per_group")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The online-RL settings in TRL GRPOConfig vocabulary (plus the axes TRL's loss_type hides)."""
@@ -97,6 +100,10 @@ class TrainConfig:
     dynamic_sampling_max_tries: int = 8  # generation rounds per batch before training on what was kept
     rollout_backend: str = "hf"  # hf | hf_mismatch (a perturbed sampler copy: repro/rollout/hf.py)
     rollout_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the backend
+    # batch: one RNG stream through each generation batch (a row's samples depend on its batch); per_group: each
+    # prompt's G samples from a seed of (run seed, draw number), whatever the batching or the process that drew it;
+    # what a data-parallel run needs (it then samples what one process would).
+    rollout_seeding: str = "batch"
     # RLOO §3 variance claim: every n optimizer steps, tr Cov of a half-batch gradient estimate from a random
     # split of the generation's groups (repro/trainers/grad_variance.py); 0 = off. Does not change training.
     grad_variance_every: int = 0
@@ -305,8 +312,19 @@ def paper_layer_paths(paper_dir: Path, tier: str, variant: str) -> tuple[Path, P
 
 
 def merged_paper_config(paper_dir: Path, tier: str, variant: str) -> dict[str, Any]:
+    """The tier's layers, then the variant's, then the variant's `tiers: {<tier>: ...}` block for this tier (what a
+    variant sets differently at one tier, e.g. a per-device batch that the paper tier splits over its GPUs)."""
     tier_file, variant_file = paper_layer_paths(paper_dir, tier, variant)
-    return deep_merge(read_layer(tier_file), read_layer(variant_file))
+    variant_layer = read_layer(variant_file)
+    by_tier = variant_layer.pop("tiers", None) or {}
+    if not isinstance(by_tier, dict) or set(by_tier) - set(TIERS):
+        raise ConfigError(
+            f"{variant_file}: tiers: must map tier names ({', '.join(TIERS)}) to settings; got {by_tier!r}"
+        )
+    own = by_tier.get("smoke" if tier == NIGHTLY else tier) or {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"{variant_file}: tiers.{tier}: must be a mapping of settings; got {own!r}")
+    return deep_merge(deep_merge(read_layer(tier_file), variant_layer), own)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -407,6 +425,8 @@ def _check(cfg: RunConfig, where: str) -> None:
         takes = ", ".join(accepted) or "no options"
         fail("train.rollout_options", f"{t.rollout_backend} takes {takes}, not {', '.join(unknown)}")
     check_call_params(where, "train.rollout_options", t.rollout_options, BACKENDS.get(t.rollout_backend).__init__)
+    if t.rollout_seeding not in ROLLOUT_SEEDINGS:
+        fail("train.rollout_seeding", f"{t.rollout_seeding!r} is not one of {', '.join(ROLLOUT_SEEDINGS)}")
     low, high = t.rollout_correction_clip_min, t.rollout_correction_clip_max
     if high <= 0 or (low is not None and not 0 <= low < high):
         fail("train.rollout_correction_clip_max", f"need 0 <= clip_min < clip_max (got {low}, {high})")

@@ -63,6 +63,8 @@ class DistillationTrainConfig:
     loss_temperature: float | None = None  # T in the loss; None: `temperature` with gold, else 1 (GKD)
     max_new_tokens: int = 128  # GKDConfig's name; GOLDConfig's max_completion_length maps here
     seq_kd: bool = False  # off-policy micro-batches are teacher samples instead of dataset completions
+    # batch | per_group: each prompt's sample from its own seed (repro/config.py TrainConfig; data parallel needs it)
+    rollout_seeding: str = "batch"
     per_device_train_batch_size: int = 8  # sequences per micro-batch
     gradient_accumulation_steps: int = 1
     lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
@@ -168,6 +170,10 @@ def _check(cfg: DistillationRunConfig, where: str) -> None:
             fail(key, f"is {value}; a temperature must be positive")
     if not 0.0 < t.top_p <= 1.0:
         fail("train.top_p", f"is {t.top_p}; it must lie in (0, 1] (1 = off)")
+    from repro.config import ROLLOUT_SEEDINGS
+
+    if t.rollout_seeding not in ROLLOUT_SEEDINGS:
+        fail("train.rollout_seeding", f"{t.rollout_seeding!r} is not one of {', '.join(ROLLOUT_SEEDINGS)}")
     check_at_least(
         where,
         [

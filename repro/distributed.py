@@ -73,6 +73,26 @@ class DataParallel:
         """Every rank's tensor concatenated along dim 0, in rank order (the one-process layout of the batch)."""
         return tensor if self.accelerator is None else self.accelerator.gather(tensor.contiguous())
 
+    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Like `gather`, for shares of different lengths along dim 0 (a micro-batch that does not split evenly)."""
+        if self.accelerator is None:
+            return tensor
+        sizes = self.accelerator.gather(torch.tensor([tensor.size(0)], device=tensor.device)).tolist()  # [world]
+        longest = max(sizes)
+        padded = torch.nn.functional.pad(tensor, (0, 0) * (tensor.dim() - 1) + (0, longest - tensor.size(0)))
+        everyone = self.accelerator.gather(padded.contiguous())  # [world · longest, ...]
+        return torch.cat([everyone[r * longest : r * longest + n] for r, n in enumerate(sizes)])
+
+    def gather_objects(self, value: T) -> list[T]:
+        """Every rank's picklable `value`, in rank order (a rank's rollouts, whose tensor widths differ by rank)."""
+        if self.accelerator is None:
+            return [value]
+        import torch.distributed as dist
+
+        everyone: list[Any] = [None] * self.world
+        dist.all_gather_object(everyone, value)
+        return everyone
+
     def mean(self, stats: dict[str, float]) -> dict[str, float]:
         """Key-wise mean over ranks of per-rank means of equal shards (= the global mean); NaN where a rank had none
         is left out of its key's mean."""
@@ -97,14 +117,14 @@ def launched_processes() -> int:
 
 def require_single_process(kind: str) -> None:
     """Refuse a multi-process launch of a trainer kind that does not support it, before anything is loaded."""
-    from repro.trainer_kinds import TRAINER_KINDS, shards_batch
+    from repro.trainer_kinds import ONLINE_RL, TRAINER_KINDS, shards_batch
 
     if launched_processes() > 1 and not shards_batch(kind):
         from repro.schema import ConfigError
 
-        sharding = [name for name, k in TRAINER_KINDS.items() if k.data_parallel]
+        sharding = [ONLINE_RL] + [name for name, k in TRAINER_KINDS.items() if k.data_parallel]
         raise ConfigError(
             f"this run was launched on {launched_processes()} processes, but the {kind} trainer does not shard its "
             f"batch yet (data parallel: {', '.join(sharding)}); run it as one process (python -m repro "
-            "train ...) or use a preference paper"
+            "train ...)"
         )

@@ -18,7 +18,7 @@ from typing import Any
 from repro.config import RunConfig, config_hash, dump, load_paper_config, load_resolved
 from repro.io import read_json, write_json, write_text
 from repro.schema import ConfigError
-from repro.trainer_kinds import kind_of
+from repro.trainer_kinds import ONLINE_RL, kind_of
 from repro.workflow import PREPARED
 
 BASE_ROOT = Path("results/base")
@@ -68,9 +68,9 @@ def train_run(
             f"the DAG expected model {expect_model!r} but the config names {cfg.model.name_or_path!r}; rerun snakemake"
         )
     model_path = resolve_model_path(cfg.model.name_or_path)
-    from repro.distributed import require_single_process
+    from repro.distributed import launched_processes, require_single_process
 
-    require_single_process(getattr(cfg, "trainer", None) or "online RL")
+    require_single_process(getattr(cfg, "trainer", ONLINE_RL))
     if (kind := kind_of(cfg)) is not None:
         return kind.load("train")(cfg, paper, tier, variant, seed, out, model_path)
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
@@ -78,6 +78,7 @@ def train_run(
     write_text(out / "config.resolved.yaml", dump(cfg))
 
     from repro.data.prompts import load_prompts
+    from repro.distributed import DataParallel
     from repro.models.loading import load_policy
     from repro.models.vision import load_processor
     from repro.rollout.hf import make_backend
@@ -90,8 +91,14 @@ def train_run(
         answer_field=cfg.data.answer_field,
         seed=seed,
     )
+    from repro.trainers.online_rl import check_data_parallel
+
+    check_data_parallel(
+        cfg, launched_processes(), images=any(getattr(p, "image", None) is not None for p in prompts[:1])
+    )
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    seed_everything(seed)
+    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    seed_everything(seed)  # the same seed on every rank: each draws the same prompts and shuffles alike
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
     processor = load_processor(model_path)  # a vision-language policy's; None for text
     vision = {"processor": processor} if processor is not None else {}
@@ -111,15 +118,19 @@ def train_run(
         out_dir=out,
         seed=seed,
         ref_model=ref_model,
+        dp=dp,
         **vision,
     )
     rows = trainer.train(progress=True)
+    if not dp.is_main:  # the main rank saves the model and writes the summary
+        return {}
     _save_model(model, tokenizer if processor is None else processor, out / "model")
     return finish_run(cfg, out, rows, started, paper=paper, tier=tier, variant=variant, seed=seed)
 
 
 def finish_run(cfg: Any, out: Path, rows: list[dict[str, Any]], started: float, **identity: Any) -> dict[str, Any]:
     """Write summary.json (last: its presence marks a finished run) and drop the run's checkpoint."""
+    from repro.distributed import launched_processes
     from repro.provenance import collect_provenance
 
     summary = {
@@ -128,6 +139,7 @@ def finish_run(cfg: Any, out: Path, rows: list[dict[str, Any]], started: float, 
         "wall_time_s": time.time() - started,
         "model": cfg.model.name_or_path,
         "config_hash": config_hash(cfg),
+        "processes": launched_processes(),  # data-parallel ranks (per-device batches × this = the global batch)
         "final": rows[-1] if rows else {},
         "provenance": collect_provenance(dump(cfg)),
     }

@@ -93,10 +93,13 @@ def train_distillation_run(
 ) -> dict[str, Any]:
     import torch
 
+    from repro.distributed import DataParallel, launched_processes
     from repro.models.loading import load_policy
     from repro.runs import _save_model, finish_run, resolve_model_path, seed_everything
+    from repro.trainers.distillation import check_data_parallel
 
     started = time.time()
+    check_data_parallel(cfg, launched_processes())
     resolve_model_path(cfg.train.teacher_model_name_or_path)  # an unprepared teacher fails before any load
     problems = training_problems(cfg)
     held_out = eval_problems(cfg, cfg.train.eval_prompts) if cfg.train.eval_every else []
@@ -104,7 +107,8 @@ def train_distillation_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    seed_everything(seed)
+    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    seed_everything(seed)  # the same seed on every rank: each draws the same global micro-batches
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
     teacher = load_teacher(cfg, tokenizer)
     monitor = None
@@ -119,8 +123,11 @@ def train_distillation_run(
         out_dir=out,
         seed=seed,
         monitor=monitor,
+        dp=dp,
     )
     rows = trainer.train(progress=True)
+    if not dp.is_main:  # the main rank saves the model and writes the summary
+        return {}
     _save_model(model, tokenizer, out / "model")
     identity = {"paper": paper, "tier": tier, "variant": variant, "seed": seed, "n_prompts": len(problems)}
     return finish_run(cfg, out, rows, started, **identity)

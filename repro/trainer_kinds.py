@@ -7,7 +7,9 @@
 - `train`: `(cfg, paper, tier, variant, seed, out_dir, model_path) -> summary dict` (the `train` verb);
 - `evaluate`: `(run_dir, cfg, out_path) -> eval dict` (the `eval` verb), written atomically to out_path;
 - `data_parallel`: whether its loop shards a global batch over processes (repro/distributed.py), so that it may run
-  under `accelerate launch`; a kind without it refuses a multi-process launch.
+  under `accelerate launch`; a kind without it refuses a multi-process launch;
+- `samples`: whether it samples completions during training, so that several processes need each prompt sampled
+  from its own seed (`train.rollout_seeding: per_group`) to sample what one process would.
 
 A new kind is one entry here plus its modules; repro/config.py and repro/runs.py dispatch through it.
 """
@@ -29,6 +31,7 @@ class TrainerKind:
     train: str
     evaluate: str
     data_parallel: bool = False
+    samples: bool = False
 
     def load(self, role: str) -> Any:
         """The object behind one of the "module:attribute" fields (config, resolve, train, evaluate)."""
@@ -59,6 +62,8 @@ TRAINER_KINDS: dict[str, TrainerKind] = {
         resolve="repro.distillation_config:resolve_distillation",
         train="repro.runs_distillation:train_distillation_run",
         evaluate="repro.runs_distillation:eval_distillation_run",
+        data_parallel=True,
+        samples=True,
     ),
     "reward_model": TrainerKind(
         "reward_model",
@@ -82,8 +87,13 @@ def trainer_kind(name: str, where: str) -> TrainerKind:
 
 
 def shards_batch(name: str) -> bool:
-    """Whether the trainer kind `name` runs data parallel (online RL, the built-in kind, does not yet)."""
-    return name in TRAINER_KINDS and TRAINER_KINDS[name].data_parallel
+    """Whether the trainer kind `name` runs data parallel (online RL, the built-in kind, does)."""
+    return name == ONLINE_RL or (name in TRAINER_KINDS and TRAINER_KINDS[name].data_parallel)
+
+
+def samples_during_training(name: str) -> bool:
+    """Whether the trainer kind `name` samples completions while it trains (online RL, distillation)."""
+    return name == ONLINE_RL or (name in TRAINER_KINDS and TRAINER_KINDS[name].samples)
 
 
 def kind_of(cfg: Any) -> TrainerKind | None:

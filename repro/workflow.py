@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from repro.config import layer_files, merged_paper_config, paper_layer_paths
-from repro.trainer_kinds import ONLINE_RL, shards_batch
+from repro.trainer_kinds import ONLINE_RL, samples_during_training, shards_batch
 
 PAPERS_DIR = Path("papers")
 PREPARED = "prepared:"
@@ -109,11 +109,15 @@ def _resources_of(merged: dict[str, Any]) -> dict[str, int]:
 
 def train_launcher(paper: str, tier: str, variant: str, python: str, papers_dir: Path = PAPERS_DIR) -> str:
     """What runs `-m repro train` for a run: `python` (one process), or accelerate's launcher over the tier's GPUs
-    when the run has several on one node and its trainer kind shards its batch (repro/distributed.py). Several
-    nodes still run one process (a multi-node launch needs the cluster's node rank and head address)."""
+    when the run has several on one node and its trainer kind shards its batch (repro/distributed.py; online RL
+    with train.rollout_seeding: per_group). Several nodes still run one process (a multi-node launch needs the
+    cluster's node rank and head address)."""
     merged = merged_paper_config(papers_dir / paper, tier, variant)
     res = _resources_of(merged)
-    if res["gpus"] > 1 and res["nodes"] == 1 and shards_batch(merged.get("trainer", ONLINE_RL)):
+    kind = merged.get("trainer", ONLINE_RL)
+    # Sampling kinds shard only where each prompt (group) is sampled from its own seed (train.rollout_seeding).
+    per_group = not samples_during_training(kind) or (merged.get("train") or {}).get("rollout_seeding") == "per_group"
+    if res["gpus"] > 1 and res["nodes"] == 1 and shards_batch(kind) and per_group:
         return f"accelerate launch --multi_gpu --num_processes {res['gpus']} --num_machines 1"
     return python
 

@@ -231,3 +231,21 @@ def test_an_unknown_trainer_kind_lists_the_registered_ones() -> None:
 
     with pytest.raises(ConfigError, match=r"trainer: unknown trainer 'prefrence'.*Did you mean 'preference'"):
         resolve({"trainer": "prefrence"}, "cfg.yaml")
+
+
+def test_a_variants_tiers_block_applies_at_its_tier_only(tmp_path: Path) -> None:
+    import shutil
+
+    bco = Path(__file__).resolve().parents[1] / "papers" / "bco"
+    by_tier = {t: load_paper_config(bco, t, "bco_unpaired").train for t in ("smoke", "nightly", "paper")}
+    assert by_tier["paper"].per_device_train_batch_size == 8  # × 8 GPUs × GA 2 = the seed's 128
+    assert by_tier["smoke"].per_device_train_batch_size == by_tier["nightly"].per_device_train_batch_size == 64
+    assert {t.gradient_accumulation_steps for t in by_tier.values()} == {2}
+    paper = tmp_path / "bco"
+    shutil.copytree(bco, paper)
+    variant = paper / "configs" / "variants" / "bco_unpaired.yaml"
+    raw = yaml.safe_load(variant.read_text(encoding="utf-8"))
+    for bad, message in [({"huge": {}}, "must map tier names"), ({"paper": 8}, "tiers.paper: must be a mapping")]:
+        variant.write_text(yaml.safe_dump({**raw, "tiers": bad}), encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            load_paper_config(paper, "paper", "bco_unpaired")

@@ -1,8 +1,10 @@
 """Data parallelism under `accelerate launch` on CPU (gloo): two processes with half the per-device batch follow the
-one-process loss trajectory of the same global batch."""
+one-process loss trajectory of the same global batch, for every trainer kind (preference, SFT, reward model, online
+RL in three loss variants, distillation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from repro.distributed import DataParallel
 
@@ -47,15 +50,35 @@ def test_single_process_data_parallel_is_the_identity() -> None:
     dp = DataParallel.single()
     assert (dp.world, dp.rank, dp.is_main) == (1, 0, True)
     assert dp.shard([1, 2, 3]) == [1, 2, 3] and dp.sum(2.5) == 2.5 and dp.mean({"a": 1.0}) == {"a": 1.0}
+    rows = torch.arange(6.0).reshape(3, 2)
+    assert dp.gather_rows(rows) is rows and dp.gather_objects("x") == ["x"]
 
 
-def _one_and_two(worker: str, model_dir: str, out: Path, arg: str) -> tuple[list[dict], list[dict]]:
-    """The worker's metrics rows as one process at per-device batch 8 and as two at 4 (the same global batch)."""
+def test_online_rl_on_several_processes_needs_per_group_seeds_and_text() -> None:
+    from repro.config import load_paper_config
+    from repro.schema import ConfigError
+    from repro.trainers.online_rl import check_data_parallel
+
+    cfg = load_paper_config(REPO / "papers" / "dapo", "smoke", "dapo")
+    assert cfg.train.rollout_seeding == "batch"
+    check_data_parallel(cfg, 1, images=True)  # one process: anything goes
+    with pytest.raises(ConfigError, match="set it to per_group"):
+        check_data_parallel(cfg, 2, images=False)
+    per_group = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, rollout_seeding="per_group"))
+    check_data_parallel(per_group, 2, images=False)
+    with pytest.raises(ConfigError, match="text policies only"):
+        check_data_parallel(per_group, 2, images=True)
+
+
+def _one_and_two(worker: str, model_dir: str, out: Path, arg: str, run: str = "") -> tuple[list[dict], list[dict]]:
+    """The worker's metrics rows (of its sub-run `run`, if it makes several) as one process at per-device batch 8
+    and as two at 4 (the same global batch)."""
     script = WORKERS / worker
-    _launch(1, script, model_dir, str(out / "one"), "8", "4", arg)
-    _launch(2, script, model_dir, str(out / "two"), "4", "4", arg)
+    if not (out / "two" / "launch.txt").is_file():
+        _launch(1, script, model_dir, str(out / "one"), "8", "4", arg)
+        _launch(2, script, model_dir, str(out / "two"), "4", "4", arg)
     assert "world 2" in (out / "two" / "launch.txt").read_text(encoding="utf-8")  # really two processes
-    one, two = _rows(out / "one"), _rows(out / "two")
+    one, two = _rows(out / "one" / run), _rows(out / "two" / run)
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
     return one, two
 
@@ -92,16 +115,66 @@ def test_two_processes_follow_the_one_process_reward_model_trajectory(tiny_model
     assert one[-1]["loss"] < one[0]["loss"]
 
 
+# The online-RL loop's global quantities, one variant each: DAPO's token normaliser, overlong mask and dynamic-sampling
+# refills; Lite PPO's batch-level std under a micro-batch token mean with accumulation; GSPO's sequence-level ratio
+# with reference log-probs (a KL term) and old log-probs computed in shares.
+ONLINE_RL_VARIANTS = ("dapo", "lite_ppo", "gspo_kl")
+
+
+@pytest.fixture(scope="module")
+def online_rl_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("online_rl_dp")  # both launches run every variant (the process group starts once)
+
+
+@pytest.mark.parametrize("variant", ONLINE_RL_VARIANTS)
+def test_two_processes_follow_the_one_process_online_rl_trajectory(
+    tiny_model_dir: str, online_rl_runs: Path, variant: str
+) -> None:
+    one, two = _one_and_two("online_rl_dp.py", tiny_model_dir, online_rl_runs, ",".join(ONLINE_RL_VARIANTS), variant)
+    # sampled alike (per-group seeds) and filtered alike (the ranks' rollouts are gathered before the filter)
+    for key in ("reward_mean", "response_length", "truncation_rate", "refill_batches", "frac_zero_std", "num_groups"):
+        assert [b[key] for b in two] == [a[key] for a in one], key
+    _assert_same(one, two, ("loss", "grad_norm", "entropy", "clip_frac", "reward_std", "logprob_gap"))
+    if variant == "dapo":
+        assert sum(r["refill_batches"] for r in one) >= 1  # a refill happened in the compared run
+    if variant == "gspo_kl":
+        _assert_same(one, two, ("kl",))
+        assert one[-1]["kl"] > 0
+    assert len({round(r["loss"], 6) for r in one}) == 4  # the trajectory being compared moves
+
+
+def test_two_processes_follow_the_one_process_distillation_trajectory(tiny_model_dir: str, tmp_path: Path) -> None:
+    one, two = _one_and_two("distillation_dp.py", tiny_model_dir, tmp_path, "0.5")
+    for key in ("on_policy_share", "completion_length", "train_accuracy"):  # the same samples, counted over ranks
+        assert [b[key] for b in two] == [a[key] for a in one], key
+    _assert_same(one, two, ("loss", "grad_norm", "train_reverse_kl", "flops"))
+    assert {r["on_policy_share"] for r in one} >= {0.5}  # student and teacher samples in one step
+    assert len({round(r["loss"], 6) for r in one}) == 4
+
+
 def test_a_kind_without_data_parallelism_refuses_a_multi_process_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro import trainer_kinds
     from repro.distributed import require_single_process
     from repro.schema import ConfigError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    require_single_process("preference")  # shards its batch: accepted
-    require_single_process("sft")
-    with pytest.raises(ConfigError, match="launched on 2 processes, but the online RL trainer"):
-        require_single_process("online RL")
-    with pytest.raises(ConfigError, match="the distillation trainer"):
-        require_single_process("distillation")
+    for kind in ("online_rl", *trainer_kinds.TRAINER_KINDS):  # every kind in the catalog shards its batch
+        require_single_process(kind)
+    unsharded = dataclasses.replace(trainer_kinds.TRAINER_KINDS["sft"], name="new_kind", data_parallel=False)
+    monkeypatch.setitem(trainer_kinds.TRAINER_KINDS, "new_kind", unsharded)
+    with pytest.raises(ConfigError, match="launched on 2 processes, but the new_kind trainer does not shard"):
+        require_single_process("new_kind")
     monkeypatch.setenv("WORLD_SIZE", "1")
-    require_single_process("distillation")  # one process: any kind
+    require_single_process("new_kind")  # one process: any kind
+
+
+def test_distillation_on_several_processes_needs_per_group_seeds() -> None:
+    from repro.config import load_paper_config
+    from repro.schema import ConfigError
+    from repro.trainers.distillation import check_data_parallel
+
+    cfg = load_paper_config(REPO / "papers" / "on_policy_distillation", "smoke", "on_policy")
+    check_data_parallel(cfg, 1)
+    with pytest.raises(ConfigError, match="set it to per_group"):
+        check_data_parallel(cfg, 2)
+    check_data_parallel(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, rollout_seeding="per_group")), 2)

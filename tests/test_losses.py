@@ -607,3 +607,39 @@ def test_rloo_full_product_ratio_and_sequence_kl_penalty_by_hand() -> None:
     assert (rloo.advantage_estimator, rloo.scale_rewards, rloo.importance_sampling_level) == (
         "leave_one_out", "none", "sequence_sum",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATORS.names()))
+@pytest.mark.parametrize("level", sorted(RATIO_LEVELS.names()))
+def test_row_shares_of_a_micro_batch_add_up_to_its_loss_and_gradient(aggregation: str, level: str) -> None:
+    """Data parallel: the losses of a micro-batch's row shares (uneven: 3, 1, 3 rows) sum to the whole micro-batch's
+    loss, and their gradients to its gradient, for every aggregator and ratio level."""
+    from repro.losses.policy import RowShare
+
+    torch.manual_seed(3)
+    B, T = 7, 5
+    base = torch.randn(B, T)
+    old, ref = base + 0.1 * torch.randn(B, T), base + 0.1 * torch.randn(B, T)
+    mask = (torch.rand(B, T) > 0.3).float()
+    mask[2] = 0.0  # a row without tokens
+    advantages = torch.randn(B)
+    axes = dataclasses.replace(PRESETS.get("grpo"), aggregation=aggregation, importance_sampling_level=level)
+    spec = PolicyLossSpec(axes, epsilon_low=0.2, epsilon_high=0.28, beta=0.04)
+    ctx = AggregationContext(2, 4, float(mask.sum()), max_completion_length=T)
+
+    whole_logp = base.clone().requires_grad_(True)
+    whole = policy_loss(spec, whole_logp, mask, advantages, ctx, old_logp=old, ref_logp=ref).loss
+    whole.backward()
+    shares_logp = base.clone().requires_grad_(True)
+    total = torch.zeros(())
+    for start, stop in [(0, 3), (3, 4), (4, 7)]:
+        rows = slice(start, stop)
+        part = policy_loss(
+            spec, shares_logp[rows], mask[rows], advantages[rows], ctx, old_logp=old[rows], ref_logp=ref[rows],
+            share=RowShare(start, mask),
+        ).loss  # fmt: skip
+        part.backward()
+        total = total + part.detach()
+    assert float(total) == pytest.approx(whole.item(), rel=1e-5, abs=1e-7)
+    assert torch.allclose(shares_logp.grad, whole_logp.grad, atol=1e-6)
+    assert whole_logp.grad.abs().sum() > 0

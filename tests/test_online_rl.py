@@ -121,7 +121,7 @@ def test_without_a_filter_zero_std_groups_reach_the_update(tiny_dir: Path, tmp_p
     assert rollout.calls == 1 and trainer._generation_metrics(gen)["frac_zero_std_update"] == 0.5
 
 
-def run_steps(tiny_dir: Path, out: Path, max_steps: int, save_steps: int) -> list[dict]:
+def run_steps(tiny_dir: Path, out: Path, max_steps: int, save_steps: int, seeding: str = "batch") -> list[dict]:
     torch.manual_seed(0)
     model, tok = load_policy(str(tiny_dir))
     cfg = smoke_cfg(
@@ -131,17 +131,19 @@ def run_steps(tiny_dir: Path, out: Path, max_steps: int, save_steps: int) -> lis
         num_generations=4,
         max_steps=max_steps,
         save_steps=save_steps,
+        rollout_seeding=seeding,
     )
     problems = TASKS.get("addition").make(64, seed=0)
     trainer = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), out, seed=0)
     return trainer.train(progress=False)
 
 
-def test_resume_from_checkpoint_gives_the_same_trajectory(tiny_dir: Path, tmp_path: Path) -> None:
-    straight = run_steps(tiny_dir, tmp_path / "straight", max_steps=4, save_steps=0)
-    run_steps(tiny_dir, tmp_path / "resumed", max_steps=2, save_steps=2)  # "killed" after a checkpoint at step 2
-    resumed = run_steps(tiny_dir, tmp_path / "resumed", max_steps=4, save_steps=2)
-    keys = ["reward_mean", "loss", "entropy", "clip_frac", "grad_norm"]
+@pytest.mark.parametrize("seeding", ["batch", "per_group"])  # per_group: the checkpoint holds the groups drawn
+def test_resume_from_checkpoint_gives_the_same_trajectory(tiny_dir: Path, tmp_path: Path, seeding: str) -> None:
+    straight = run_steps(tiny_dir, tmp_path / "straight", max_steps=4, save_steps=0, seeding=seeding)
+    run_steps(tiny_dir, tmp_path / "resumed", max_steps=2, save_steps=2, seeding=seeding)  # "killed" after step 2
+    resumed = run_steps(tiny_dir, tmp_path / "resumed", max_steps=4, save_steps=2, seeding=seeding)
+    keys = ["reward_mean", "response_length", "loss", "entropy", "clip_frac", "grad_norm"]
     assert [r[k] for r in resumed for k in keys] == pytest.approx([r[k] for r in straight for k in keys], rel=1e-5)
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]

@@ -97,3 +97,25 @@ def test_the_vllm_backend_meets_the_rollout_contract(tiny_model_dir: str) -> Non
     model, tok = load_policy(tiny_model_dir)
     batch = make_backend("vllm", model, tok).generate(PROMPTS, PARAMS)
     check_contract(batch, tok, PARAMS)
+
+
+def test_per_group_seeds_make_a_groups_samples_independent_of_its_batch(tiny_model_dir: str) -> None:
+    """With a seed per prompt, a group samples the same completions alone or beside others, and the global RNG is
+    left as it was (the trainer's shuffles do not depend on how the rollouts were seeded)."""
+    model, tok = load_policy(tiny_model_dir)
+    rollout = make_backend("hf", model, tok)
+    params = SamplingParams(num_generations=3, max_new_tokens=6, temperature=1.0)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    both = rollout.generate(PROMPTS, params, seeds=[11, 12])
+    assert torch.equal(torch.get_rng_state(), before)
+    check_contract(both, tok, params)
+    second = rollout.generate(PROMPTS[1:], params, seeds=[12])
+    assert both.completions[3:] == second.completions
+    T = second.completion_ids.size(1)
+    assert torch.equal(both.completion_ids[3:, :T], second.completion_ids)
+    assert torch.allclose(both.sampler_logprobs[3:, :T], second.sampler_logprobs)
+    other_seed = rollout.generate(PROMPTS[1:], params, seeds=[13])
+    assert other_seed.completions != second.completions  # the seed, not the prompt alone, fixes the samples
+    with pytest.raises(ValueError, match="one per prompt"):
+        rollout.generate(PROMPTS, params, seeds=[1])

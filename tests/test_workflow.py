@@ -60,8 +60,11 @@ def test_a_multi_gpu_run_of_a_sharding_kind_is_launched_by_accelerate() -> None:
     out = snakemake("papers/dpo", "--config", "tier=paper", "-n", "--forceall", "-p")
     assert out.returncode == 0, out.stderr
     assert "accelerate launch --multi_gpu --num_processes 8 --num_machines 1 -m repro train --paper dpo" in out.stdout
-    dapo = wf.train_launcher("dapo", "paper", "dapo", "python")  # online RL does not shard yet: one process
-    assert dapo == "python"
+    rloo = wf.train_launcher("rloo", "paper", "rloo", "python")  # online RL, per-group sampling seeds: sharded
+    assert rloo.startswith("accelerate launch --multi_gpu --num_processes 8")
+    dapo = wf.train_launcher("dapo", "paper", "dapo", "python")  # 16 nodes: no multi-node launch yet
+    papo = wf.train_launcher("papo", "paper", "papo", "python")  # 2 GPUs, one RNG stream per batch: one process
+    assert dapo == papo == "python"
 
 
 def test_the_slurm_profile_submits_with_the_tiers_resources() -> None:

@@ -29,6 +29,17 @@ class PolicyLossSpec:
 
 
 @dataclass(frozen=True)
+class RowShare:
+    """Data parallel: this process holds rows [start, start + B) of a micro-batch whose loss mask is `mask` [M, T].
+    The loss is then this process's additive part of the whole micro-batch's loss: its per-token terms sit in an
+    [M, ·] tensor of zeros and are aggregated with the whole micro-batch's mask, which is exact for every aggregator
+    (each is linear in the per-token terms, with a normaliser read from the mask or its shape)."""
+
+    start: int
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
 class PolicyLossOutput:
     loss: torch.Tensor  # scalar, already divided for gradient accumulation
     metrics: dict[str, float]
@@ -43,6 +54,7 @@ def policy_loss(
     old_logp: torch.Tensor | None = None,  # [B, T]; None = on-policy (ℓ_old = sg(ℓ))
     ref_logp: torch.Tensor | None = None,  # [B, T]; needed when β ≠ 0
     rollout_weight: torch.Tensor | None = None,  # ρ, [B, T] or [B, 1], no grad; None = 1
+    share: RowShare | None = None,  # data parallel: these B rows are part of a larger micro-batch
 ) -> PolicyLossOutput:
     axes = spec.axes
     old = logp.detach() if old_logp is None else old_logp
@@ -61,5 +73,9 @@ def policy_loss(
             kl = kl * torch.exp(log_w)  # importance-weighted KL, as TRL's use_bias_correction_kl
         per_token = per_token + spec.beta * kl
         metrics["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1.0))
+    if share is not None:
+        M = share.mask.size(0)
+        per_token = torch.nn.functional.pad(per_token, (0, 0, share.start, M - share.start - per_token.size(0)))
+        mask = share.mask  # [M, T]; per_token is [M, T] or [M, 1], zero outside this process's rows
     loss = AGGREGATORS.get(axes.aggregation)(per_token, mask, ctx)
     return PolicyLossOutput(loss=loss, metrics=metrics)

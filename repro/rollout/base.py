@@ -80,13 +80,24 @@ def _concat_extra(extras: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     return {k: torch.cat([e[k] for e in extras]) for k in sorted(keys)}
 
 
+def group_seed(run_seed: int, draw: int) -> int:
+    """The sampling seed of a run's `draw`-th prompt (group) under rollout_seeding per_group."""
+    return (run_seed * 1_000_003 + draw) % 2**63
+
+
 class RolloutBackend(Protocol):
     """Generates G completions per prompt. A vLLM backend implements the same two methods."""
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        extra_inputs: dict[str, torch.Tensor] | None = None,
+        seeds: list[int] | None = None,
     ) -> RolloutBatch:
-        """`extra_inputs`: row-aligned with `prompts` (e.g. pixel_values), repeated G times like the prompts."""
+        """`extra_inputs`: row-aligned with `prompts` (e.g. pixel_values), repeated G times like the prompts.
+        `seeds`: one per prompt; its G samples are then a function of the seed alone (not of the batch it came in
+        or of the process that drew it), what `train.rollout_seeding: per_group` and data parallelism need."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> None:

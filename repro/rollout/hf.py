@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from repro.registry import Registry
-from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams
+from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches
 
 BACKENDS: Registry[type] = Registry("rollout backend")
 
@@ -25,8 +25,29 @@ class HFRollout:
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # same object: nothing to copy
 
-    @torch.no_grad()
     def generate(
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        extra_inputs: dict[str, torch.Tensor] | None = None,
+        seeds: list[int] | None = None,
+    ) -> RolloutBatch:
+        if seeds is None:  # one batch, one RNG stream: a row's samples depend on the rest of the batch
+            return self._generate(prompts, params, extra_inputs)
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; pass one per prompt")
+        # One group at a time under its own seed (no padding inside a group), without touching the global RNG.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        groups = []
+        for i, (prompt, seed) in enumerate(zip(prompts, seeds)):
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                extra = {k: v[i : i + 1] for k, v in (extra_inputs or {}).items()}
+                groups.append(self._generate([prompt], params, extra))
+        return concat_batches(groups, self.tokenizer.pad_token_id)
+
+    @torch.no_grad()
+    def _generate(
         self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
     ) -> RolloutBatch:
         tok = self.tokenizer
@@ -113,9 +134,13 @@ class MismatchedHFRollout:
         self.syncs += 1
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        extra_inputs: dict[str, torch.Tensor] | None = None,
+        seeds: list[int] | None = None,
     ) -> RolloutBatch:
-        return self.inner.generate(prompts, params, extra_inputs)
+        return self.inner.generate(prompts, params, extra_inputs, seeds)
 
 
 def backend_options(name: str) -> list[str]:

@@ -76,7 +76,11 @@ class VLLMRollout:
         self.llm.reset_prefix_cache()
 
     def generate(
-        self, prompts: list[str], params: SamplingParams, extra_inputs: dict[str, torch.Tensor] | None = None
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        extra_inputs: dict[str, torch.Tensor] | None = None,
+        seeds: list[int] | None = None,
     ) -> RolloutBatch:
         if extra_inputs:
             raise ConfigError("the vllm backend does not take image inputs here; use rollout_backend: hf for VL runs")
@@ -85,6 +89,11 @@ class VLLMRollout:
             enc = [ids[-params.max_prompt_length :] for ids in enc]
         G = params.num_generations
         if self.client is not None:
+            if seeds is not None:
+                raise ConfigError(
+                    "train.rollout_seeding: per_group needs per-request seeds, which TRL's vLLM server client does "
+                    "not pass; use rollout_options.mode: colocate, or rollout_seeding: batch with one process"
+                )
             out = self.client.generate(
                 enc, n=G, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                 max_tokens=params.max_new_tokens, logprobs=0,
@@ -94,11 +103,14 @@ class VLLMRollout:
         else:
             import vllm
 
-            sampling = vllm.SamplingParams(
-                n=G, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
-                max_tokens=params.max_new_tokens, logprobs=0,
-            )  # fmt: skip
-            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in enc], sampling, use_tqdm=False)
+            def sampling(seed: int | None) -> Any:  # a request's seed fixes its G samples (vLLM's per-request seed)
+                return vllm.SamplingParams(
+                    n=G, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
+                    max_tokens=params.max_new_tokens, logprobs=0, seed=seed,
+                )  # fmt: skip
+
+            per_request = [sampling(s) for s in seeds] if seeds is not None else sampling(None)
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in enc], per_request, use_tqdm=False)
             completions, logprobs = [], []
             for request in outputs:  # prompt-major: the G samples of a prompt are consecutive
                 for sample in request.outputs:

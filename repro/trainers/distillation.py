@@ -33,11 +33,13 @@ import torch
 
 from repro.data.templates import render
 from repro.distillation_config import DistillationRunConfig
+from repro.distributed import DataParallel
 from repro.io import read_json, write_json
 from repro.losses.distillation import DISTILLATION_LOSSES, DistillationParams, token_divergence
 from repro.rewards.grader import extract_answer, grade
-from repro.rollout.base import SamplingParams
+from repro.rollout.base import SamplingParams, group_seed
 from repro.rollout.hf import HFRollout
+from repro.schema import ConfigError
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.logprobs import completion_logits
 from repro.trainers.loop import clipped_update, drive_steps
@@ -79,9 +81,12 @@ class DistillationTrainer:
         out_dir: Path,
         seed: int,
         monitor: Callable[[torch.nn.Module], dict[str, float]] | None = None,  # held-out measurement
+        dp: DataParallel | None = None,  # several processes under `accelerate launch` (repro/distributed.py)
     ) -> None:
         if not problems:
             raise ValueError("no training prompts: the distillation data is empty")
+        self.dp = dp or DataParallel.single()
+        check_data_parallel(cfg, self.dp.world)
         self.cfg, self.t = cfg, cfg.train
         self.model, self.tok, self.teacher = model, tokenizer, teacher.eval().requires_grad_(False)
         self.problems, self.out_dir, self.seed, self.monitor = problems, Path(out_dir), seed, monitor
@@ -96,6 +101,8 @@ class DistillationTrainer:
             max_prompt_length=cfg.data.max_prompt_length,
         )
         self.samplers = {"student": HFRollout(model, tokenizer), "teacher": HFRollout(self.teacher, tokenizer)}
+        self.forward_model = self.dp.wrap_model(model)  # DDP under several processes: the loss's forward/backward
+        self.samples_drawn = 0  # prompts sampled so far: a prompt's sample seed under rollout_seeding per_group
         self.n_student, self.n_teacher = n_params(model), n_params(self.teacher)
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
@@ -124,8 +131,12 @@ class DistillationTrainer:
         return picked
 
     def _draw(self) -> MicroBatch:
-        """One micro-batch: prompts, then completions from the source the λ draw picks."""
-        problems = self._next_problems(self.t.per_device_train_batch_size)
+        """One micro-batch: prompts, then completions from the source the λ draw picks. Under data parallelism every
+        rank draws the global micro-batch and the same λ, and keeps its shard of the prompts."""
+        drawn = self._next_problems(self.t.per_device_train_batch_size * self.dp.world)
+        first, self.samples_drawn = self.samples_drawn, self.samples_drawn + len(drawn)
+        mine = self.dp.shard(list(range(len(drawn))))
+        problems = [drawn[i] for i in mine]
         prompts = [render(self.cfg.data.template, p.prompt, self.tok) for p in problems]
         on_policy = self.policy_rng.random() < self.t.lmbda
         source = "student" if on_policy else ("teacher" if self.t.seq_kd else "dataset")
@@ -133,7 +144,9 @@ class DistillationTrainer:
             batch = self._dataset_batch(prompts, [p.target for p in problems])
             texts = [p.target for p in problems]
         else:
-            rollout = self.samplers[source].generate(prompts, self.sampling)
+            per_group = self.t.rollout_seeding == "per_group"
+            seeds = {"seeds": [group_seed(self.seed, first + i) for i in mine]} if per_group else {}
+            rollout = self.samplers[source].generate(prompts, self.sampling, **seeds)
             batch = MicroBatch(
                 source, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
                 rollout.completion_mask.long(), [],
@@ -162,19 +175,21 @@ class DistillationTrainer:
 
     def _optimizer_step(self) -> dict[str, Any]:
         start = time.perf_counter()
+        flops_before = self.flops
         window = [self._draw() for _ in range(self.t.gradient_accumulation_steps)]
-        num_items = max(sum(b.tokens for b in window), 1)  # completion tokens of the whole step
+        num_items = max(self.dp.sum(sum(b.tokens for b in window)), 1)  # completion tokens of the step, all ranks
         loss_total, kl_sum = 0.0, 0.0
         for b in window:
             args = (b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
-            s_logits = completion_logits(self.model, *args)  # [B, T, V]
+            s_logits = completion_logits(self.forward_model, *args)  # [B, T, V]
             t_logits = None
             if self.loss.needs_teacher_logits:
                 with torch.no_grad():
                     t_logits = completion_logits(self.teacher, *args)  # [B, T, V]
                 self.flops += 2.0 * self.n_teacher * b.width * b.prompt_ids.size(0)
             loss = self.loss.fn(s_logits, t_logits, b.completion_ids, b.completion_mask, self.params, num_items)
-            loss.backward()
+            # Σ over this rank's tokens / the step's global count: DDP's average over ranks is undone by the factor
+            (loss if self.dp.world == 1 else loss * self.dp.world).backward()
             self.flops += 6.0 * self.n_student * b.width * b.prompt_ids.size(0)
             loss_total += loss.item()
             if t_logits is not None:  # the training batch's own per-token reverse KL at T = 1 (a diagnostic)
@@ -186,11 +201,15 @@ class DistillationTrainer:
         )
         self.step += 1
         correct = [c for b in window for c in b.correct]
+        if self.dp.world > 1:  # the step's numbers over every rank's share
+            correct = [c for rank in self.dp.gather_objects(correct) for c in rank]
+            loss_total, kl_sum = self.dp.sum(loss_total), self.dp.sum(kl_sum)
+            self.flops = flops_before + self.dp.sum(self.flops - flops_before)
         row: dict[str, Any] = {
             "step": self.step,
             "loss": loss_total,
             "on_policy_share": sum(b.source == "student" for b in window) / len(window),
-            "completion_length": num_items / sum(b.prompt_ids.size(0) for b in window),
+            "completion_length": num_items / len(correct),
             "train_accuracy": sum(correct) / len(correct),
             "grad_norm": grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
@@ -199,7 +218,8 @@ class DistillationTrainer:
         if self.loss.needs_teacher_logits:
             row["train_reverse_kl"] = kl_sum / num_items
         row["step_time"] = time.perf_counter() - start
-        if self.monitor is not None and self.t.eval_every and self.step % self.t.eval_every == 0:
+        monitored = self.monitor is not None and self.t.eval_every and self.step % self.t.eval_every == 0
+        if monitored and self.dp.is_main:  # the main rank measures; the others wait at the next step's all-reduce
             row.update({f"eval_{k}": v for k, v in self.monitor(self.model).items()})
         self.metrics_rows.append(row)
         return row
@@ -213,6 +233,7 @@ class DistillationTrainer:
         if state is not None:
             self.step, self.flops, self.metrics_rows = state["step"], state["flops"], state["metrics_rows"]
             self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
+            self.samples_drawn = state.get("samples_drawn", 0)
             version, internal, gauss = state["policy_rng"]
             self.policy_rng.setstate((version, tuple(internal), gauss))
         self._write_reference()
@@ -225,7 +246,7 @@ class DistillationTrainer:
     def _write_reference(self) -> None:
         """The monitor's numbers for the teacher and the starting student (written once, before step 1)."""
         path = self.out_dir / "reference.json"
-        if self.monitor is None or path.is_file():
+        if self.monitor is None or path.is_file() or not self.dp.is_main:
             return
         if self.step > 0:
             raise RuntimeError(f"{path} is missing but the run resumes at step {self.step}; delete the run dir")
@@ -246,7 +267,18 @@ class DistillationTrainer:
                 "cursor": self.cursor,
                 "epoch": self.epoch,
                 "policy_rng": [version, list(internal), gauss],
+                "samples_drawn": self.samples_drawn,
             },
+        )
+
+
+def check_data_parallel(cfg: DistillationRunConfig, world: int) -> None:
+    """Refuse, before models load, a distillation run on several processes that could not match one process."""
+    if world > 1 and cfg.train.rollout_seeding != "per_group":
+        raise ConfigError(
+            f"this distillation run was launched on {world} processes with train.rollout_seeding: "
+            f"{cfg.train.rollout_seeding}; set it to per_group, so that each prompt is sampled from its own seed "
+            "whichever process draws it"
         )
 
 

@@ -4,10 +4,18 @@
     → shuffled micro-batches (steps_per_generation, num_iterations) → loss → optimizer step
 
 Every paper's trainer composes this loop; no paper subclasses it.
+
+Data parallel (`accelerate launch`, repro/distributed.py): every rank draws the same global prompts, samples its
+share of the groups (`train.rollout_seeding: per_group`, so a group's samples do not depend on the rank that drew
+it), and the ranks' rollouts are gathered, so that filtering, refills, advantages (the batch std of Lite PPO) and
+the token normaliser of DAPO see the whole generation batch on every rank. Each micro-batch is then split over the
+ranks: a rank backpropagates its rows' share of the micro-batch loss, and the logged loss and statistics are those
+of the whole micro-batch, recomputed from every rank's log-probs.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,16 +27,18 @@ from tqdm import tqdm
 
 from repro.config import RunConfig, reward_params
 from repro.data.templates import render
+from repro.distributed import DataParallel
 from repro.io import write_text
 from repro.losses.advantages import ADVANTAGES, zero_std_groups
 from repro.losses.aggregation import AggregationContext
 from repro.losses.kl import sequence_kl_penalty
-from repro.losses.policy import PolicyLossSpec, policy_loss
+from repro.losses.policy import PolicyLossSpec, RowShare, policy_loss
 from repro.losses.rollout_correction import ROLLOUT_CORRECTIONS
 from repro.progress import progress_bar
 from repro.rewards.functions import REWARDS
 from repro.rewards.grader import extract_answer, grade
-from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches
+from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches, group_seed
+from repro.schema import ConfigError
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
@@ -66,7 +76,10 @@ class OnlineRLTrainer:
         ref_model: torch.nn.Module | None = None,
         group_filter: GroupFilterFn | None = None,
         processor: Any = None,  # a vision-language policy's processor (prompts then carry images)
+        dp: DataParallel | None = None,  # several processes under `accelerate launch` (repro/distributed.py)
     ) -> None:
+        self.dp = dp or DataParallel.single()
+        check_data_parallel(cfg, self.dp.world, images=processor is not None)
         self.cfg, self.t = cfg, cfg.train
         self.model, self.tok, self.rollout, self.ref_model = model, tokenizer, rollout, ref_model
         self.prompts = prompts
@@ -74,6 +87,7 @@ class OnlineRLTrainer:
         self.seed = seed
         self.processor = processor
         self.perception = make_probe(cfg.train, processor, model, seed)  # PAPO; None for text policies
+        self.forward_model = self.dp.wrap_model(model)  # DDP under several processes: the loss's forward/backward
         self.group_filter = group_filter or GROUP_FILTERS.get("dynamic_sampling" if self.t.dynamic_sampling else "none")
         self.rewards = [
             RewardTerm(n, float(s.get("weight", 1.0)), reward_params(cfg, n)) for n, s in cfg.rewards.items()
@@ -99,6 +113,7 @@ class OnlineRLTrainer:
         self.step = 0
         self.prompt_order: list[int] = []
         self.prompt_cursor = 0
+        self.groups_drawn = 0  # prompt groups drawn so far: a group's sample seed under rollout_seeding per_group
         self.metrics_rows: list[dict[str, Any]] = []
         # Old log-probs are needed once an update can follow another on the same generation.
         # The rollout correction ρ = π_old/π_rollout always needs the trainer's own pre-update log-probs.
@@ -124,16 +139,28 @@ class OnlineRLTrainer:
             self.prompt_cursor += 1
         return picked
 
-    def _generate_scored(self, problems: list[Any]) -> GenerationResult:
+    def _generate_global(self, problems: list[Any]) -> GenerationResult:
+        """The scored rollouts of the global prompt draw `problems`; under data parallelism each rank samples its
+        share of the groups and every rank receives them all, in draw order."""
+        if self.t.rollout_seeding == "batch":  # one process (check_data_parallel)
+            return self._generate_scored(problems)
+        first, self.groups_drawn = self.groups_drawn, self.groups_drawn + len(problems)
+        mine = self.dp.shard(list(range(len(problems))))
+        seeds = [group_seed(self.seed, first + i) for i in mine]
+        local = self._generate_scored([problems[i] for i in mine], seeds)
+        return concat_results(self.dp.gather_objects(local), self.tok.pad_token_id)
+
+    def _generate_scored(self, problems: list[Any], seeds: list[int] | None = None) -> GenerationResult:
         G = self.t.num_generations
         texts = [render(self.cfg.data.template, p.prompt, self.tok) for p in problems]
+        by_seed = {} if seeds is None else {"seeds": seeds}  # a backend without seeds is only used with `batch`
         if self.processor is not None and getattr(problems[0], "image", None) is not None:  # VL: prompts' images
             from repro.models.vision import encode_images
 
             texts, extra = encode_images(self.processor, texts, [p.image for p in problems])
-            batch = self.rollout.generate(texts, self.sampling, extra)
+            batch = self.rollout.generate(texts, self.sampling, extra, **by_seed)
         else:
-            batch = self.rollout.generate(texts, self.sampling)
+            batch = self.rollout.generate(texts, self.sampling, **by_seed)
         answers = [p.answer for p in problems for _ in range(G)]
         lengths = batch.completion_lengths.long().tolist()
         total = torch.zeros(len(answers))
@@ -153,7 +180,7 @@ class OnlineRLTrainer:
         """One generation batch; with a group filter, resample until it is full or tries run out."""
         t = self.t
         G = t.num_generations
-        n_groups = t.prompts_per_generation  # GFPO: each group sends only its kept rows to the loss
+        n_groups = t.prompts_per_generation * self.dp.world  # GFPO: each group sends only its kept rows to the loss
         kept: list[GenerationResult] = []
         kept_groups = 0
         raw_zero_std: list[float] = []
@@ -162,7 +189,7 @@ class OnlineRLTrainer:
         tries = 0
         while kept_groups < n_groups and tries < t.dynamic_sampling_max_tries:
             tries += 1
-            result = self._generate_scored(self._next_prompts(n_groups))
+            result = self._generate_global(self._next_prompts(n_groups))
             sampled_groups += n_groups
             raw_zero_std.append(float(zero_std_groups(result.rewards, G).float().mean()))
             sampled.append(result)
@@ -176,12 +203,7 @@ class OnlineRLTrainer:
         if not kept:  # every try was filtered out: train on the last batch rather than on nothing
             kept = [result]
             kept_groups = n_groups
-        merged = GenerationResult(
-            concat_batches([k.batch for k in kept], self.tok.pad_token_id),
-            torch.cat([k.rewards for k in kept]),
-            torch.cat([k.correct for k in kept]),
-            [a for k in kept for a in k.answers],
-        )
+        merged = concat_results(kept, self.tok.pad_token_id)
         merged.metrics = {
             "frac_zero_std": sum(raw_zero_std) / len(raw_zero_std),
             "reward_mean": float(torch.cat([r.rewards for r in sampled]).mean()),
@@ -246,15 +268,9 @@ class OnlineRLTrainer:
         extra = b.extra_inputs  # row-aligned image inputs of a VL policy; {} for text
         with torch.no_grad():
             if self.needs_old_logp:
-                old_logp, _ = completion_logprobs(
-                    self.model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, t.temperature,
-                    extra_inputs=extra,
-                )  # fmt: skip
+                old_logp = self._batch_logprobs(self.model, b)  # [N, T]
             if t.beta != 0.0 and self.ref_model is not None:
-                ref_logp, _ = completion_logprobs(
-                    self.ref_model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, t.temperature,
-                    extra_inputs=extra,
-                )  # fmt: skip
+                ref_logp = self._batch_logprobs(self.ref_model, b)  # [N, T]
         rewards = gen.rewards  # [N]
         if t.kl_in_reward and t.beta != 0.0:  # needs_old_logp holds in this case
             if ref_logp is None:
@@ -288,27 +304,25 @@ class OnlineRLTrainer:
         self._first_window = True
         for _ in range(t.num_iterations):
             for i, rows in enumerate(chunks):
+                start, mine = self._share(rows)  # this rank's part of the micro-batch (all of it in one process)
+                run = mine if len(mine) else rows[:1]  # a rank without rows still joins the gradient all-reduce
                 logp, entropy = completion_logprobs(
-                    self.model,
-                    b.prompt_ids[rows],
-                    b.prompt_mask[rows],
-                    b.completion_ids[rows],
-                    b.completion_mask[rows],
+                    self.forward_model,
+                    b.prompt_ids[run],
+                    b.prompt_mask[run],
+                    b.completion_ids[run],
+                    b.completion_mask[run],
                     t.temperature,
                     with_entropy=True,
-                    extra_inputs={k: v[rows] for k, v in extra.items()},
+                    extra_inputs={k: v[run] for k, v in extra.items()},
                 )  # [n, T]
-                m = mask[rows]
+                m = mask[run]
+                pick = lambda x, r=run: None if x is None else x[r]  # noqa: E731
+                share = None if self.dp.world == 1 else RowShare(start, mask[rows])
                 out = policy_loss(
-                    self.loss_spec,
-                    logp,
-                    m,
-                    advantages[rows],
-                    ctx,
-                    old_logp=None if old_logp is None else old_logp[rows],
-                    ref_logp=None if ref_logp is None else ref_logp[rows],
-                    rollout_weight=None if rho is None else rho[rows],
-                )
+                    self.loss_spec, logp, m, advantages[run], ctx, old_logp=pick(old_logp), ref_logp=pick(ref_logp),
+                    rollout_weight=pick(rho), share=share,
+                )  # fmt: skip
                 loss, stats = out.loss, dict(out.metrics)
                 if masked is not None:  # PAPO's perception and double-entropy terms (measured only under GRPO)
                     ids = (b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows])
@@ -318,12 +332,19 @@ class OnlineRLTrainer:
                     )
                     loss = loss if extra_loss is None else loss + extra_loss
                     stats.update(papo_stats)
-                loss.backward()
+                logp, entropy = logp.detach(), entropy.detach()
+                if self.dp.world == 1:
+                    loss.backward()
+                else:  # DDP averages gradients over ranks; each rank's loss is its additive part of the whole
+                    (loss * (self.dp.world if len(mine) else 0.0)).backward()
+                    loss, stats, logp, entropy = self._whole_micro_batch(
+                        rows, logp[: len(mine)], entropy[: len(mine)], mask, advantages, ctx, old_logp, ref_logp, rho
+                    )
                 full = b.completion_mask[rows]
                 stats["loss"] = loss.item() * t.gradient_accumulation_steps
                 stats["entropy"] = float((entropy * full).sum() / full.sum().clamp(min=1))
                 if old_logp is None and self._first_window:  # on-policy: this window's log-probs are pre-update
-                    gen_metrics["logprob_gap"] = _masked_mean((logp.detach() - b.sampler_logprobs[rows]).abs(), full)
+                    gen_metrics["logprob_gap"] = _masked_mean((logp - b.sampler_logprobs[rows]).abs(), full)
                 self._window.append(stats)
                 # GA ≤ spg: steps inside the generation (a short last window is flushed at its end);
                 # GA > spg (Lite PPO's seed: spg 8, GA 32): one step accumulates GA/spg whole generations.
@@ -334,6 +355,44 @@ class OnlineRLTrainer:
                     self._window = []
                     if self.step >= t.max_steps:
                         return
+
+    def _share(self, rows: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """This rank's contiguous part of a micro-batch's rows, and where it starts in them."""
+        parts = torch.tensor_split(rows, self.dp.world)
+        return sum(len(p) for p in parts[: self.dp.rank]), parts[self.dp.rank]
+
+    def _batch_logprobs(self, model: torch.nn.Module, b: RolloutBatch) -> torch.Tensor:
+        """Log-probs [N, T] of the sampled tokens (no grad) for the whole batch; under data parallelism each rank
+        scores its share of the rows and the shares are gathered."""
+        rows = torch.arange(b.completion_ids.size(0))
+        _, mine = self._share(rows)
+        logp, _ = completion_logprobs(
+            model, b.prompt_ids[mine], b.prompt_mask[mine], b.completion_ids[mine], b.completion_mask[mine],
+            self.t.temperature, extra_inputs={k: v[mine] for k, v in b.extra_inputs.items()},
+        )  # fmt: skip
+        return self.dp.gather_rows(logp)
+
+    @torch.no_grad()
+    def _whole_micro_batch(
+        self,
+        rows: torch.Tensor,  # [M] the micro-batch's rows in the generation batch
+        logp: torch.Tensor,  # [m, T] this rank's rows' log-probs
+        entropy: torch.Tensor,  # [m, T]
+        mask: torch.Tensor,  # [N, T]
+        advantages: torch.Tensor,  # [N]
+        ctx: AggregationContext,
+        old_logp: torch.Tensor | None,
+        ref_logp: torch.Tensor | None,
+        rho: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+        """The loss and statistics of the whole micro-batch, as one process logs them, from every rank's log-probs."""
+        logp_all, entropy_all = self.dp.gather_rows(logp), self.dp.gather_rows(entropy)  # [M, T]
+        pick = lambda x: None if x is None else x[rows]  # noqa: E731
+        out = policy_loss(
+            self.loss_spec, logp_all, mask[rows], advantages[rows], ctx, old_logp=pick(old_logp),
+            ref_logp=pick(ref_logp), rollout_weight=pick(rho),
+        )  # fmt: skip
+        return out.loss, dict(out.metrics), logp_all, entropy_all
 
     def _grad_variance(
         self,
@@ -388,11 +447,14 @@ class OnlineRLTrainer:
             self.step = state["step"]
             self.metrics_rows = state["metrics_rows"]
             self.prompt_order, self.prompt_cursor = state["prompt_order"], state["prompt_cursor"]
+            self.groups_drawn = state.get("groups_drawn", 0)
         metrics_path = self.out_dir / "metrics.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))  # atomic, like the final rewrite
-        self._metrics_file = open(metrics_path, "a", encoding="utf-8")
-        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not progress)
+        main = self.dp.is_main  # every rank trains; the main rank alone writes metrics and checkpoints
+        if main:
+            write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))  # atomic, like the final one
+        self._metrics_file = open(metrics_path if main else os.devnull, "a", encoding="utf-8")
+        pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not (progress and main))
         try:
             while self.step < self.t.max_steps:
                 start = time.perf_counter()
@@ -405,13 +467,14 @@ class OnlineRLTrainer:
                 for row in self.metrics_rows[step_before:]:
                     row["step_time"] = elapsed / max(self.step - step_before, 1)
                     row["tokens_per_s"] = tokens / elapsed
-                if self.t.save_steps and (self.step // self.t.save_steps) > (step_before // self.t.save_steps):
+                due = self.t.save_steps and (self.step // self.t.save_steps) > (step_before // self.t.save_steps)
+                if due and main:
                     self._save(ckpt_dir)
         finally:
             self._metrics_file.close()
             pbar.close()
-        # rewrite with the timing fields filled in (atomic)
-        write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))
+        if main:  # rewrite with the timing fields filled in (atomic)
+            write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))
         return self.metrics_rows
 
     def _save(self, ckpt_dir: Path) -> None:
@@ -425,7 +488,35 @@ class OnlineRLTrainer:
                 "metrics_rows": self.metrics_rows,
                 "prompt_order": self.prompt_order,
                 "prompt_cursor": self.prompt_cursor,
+                "groups_drawn": self.groups_drawn,
             },
+        )
+
+
+def concat_results(results: list[GenerationResult], pad_id: int) -> GenerationResult:
+    """Scored rollouts concatenated row-wise, in order (metrics are not carried)."""
+    return GenerationResult(
+        concat_batches([r.batch for r in results], pad_id),
+        torch.cat([r.rewards for r in results]),
+        torch.cat([r.correct for r in results]),
+        [a for r in results for a in r.answers],
+    )
+
+
+def check_data_parallel(cfg: RunConfig, world: int, images: bool) -> None:
+    """Refuse, before models load, an online-RL run on several processes that could not match one process."""
+    if world <= 1:
+        return
+    if cfg.train.rollout_seeding != "per_group":
+        raise ConfigError(
+            f"this online-RL run was launched on {world} processes with train.rollout_seeding: "
+            f"{cfg.train.rollout_seeding}; set it to per_group, so that each prompt group is sampled from its own "
+            "seed whichever process draws it (with one RNG stream per process the ranks would sample alike)"
+        )
+    if images:
+        raise ConfigError(
+            f"this run was launched on {world} processes, but data-parallel online RL covers text policies only "
+            "(a vision-language policy's image inputs and PAPO's masked views are not sharded); run it as one process"
         )
 
 
