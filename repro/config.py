@@ -186,6 +186,9 @@ class ResourcesConfig:
     threads: int = 1
     mem_mb: int = 4000
     runtime_min: int = 30
+    # Several processes: ddp (a whole replica per rank) or fsdp (weights, gradients and optimizer state sharded,
+    # PyTorch FSDP2; for models whose replica and AdamW state do not fit one device). repro/distributed.py
+    data_parallel: Literal["ddp", "fsdp"] = "ddp"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,13 @@ shards the update is the one-process update of the global batch. Global quantiti
 counts, batch statistics, filter counts) are reduced explicitly through `sum`, `mean` and `gather`. Only the main
 rank writes files (metrics, checkpoints, the final model); the others wait for it at `barrier`.
 
+Two strategies (`resources.data_parallel`): `ddp` keeps a whole replica of the weights and the optimizer state on every
+rank and averages gradients (accelerate's DDP wrapper); `fsdp` shards weights, gradients and optimizer state over the
+ranks with PyTorch's FSDP2 (`fully_shard` on each transformer block, then the root), for models whose replica and
+AdamW state do not fit one device. Under `fsdp` every forward is a collective: whatever runs the policy (generation,
+monitors, checkpoints, the final save) runs on every rank, and whole weights are gathered (`full_state_dict`) for
+checkpoints and the saved model.
+
 Launched without accelerate (WORLD_SIZE unset or 1), `DataParallel.single()` is a no-op wrapper: one process, no
 process group, nothing imported.
 """
@@ -23,22 +30,33 @@ import torch
 T = TypeVar("T")
 
 
+STRATEGIES = ("ddp", "fsdp")
+
+
 @dataclass
 class DataParallel:
     accelerator: Any = None  # accelerate.Accelerator when launched on several processes
+    strategy: str = "ddp"  # ddp | fsdp (STRATEGIES)
 
     @staticmethod
     def single() -> DataParallel:
         return DataParallel()
 
     @staticmethod
-    def from_environment() -> DataParallel:
+    def from_environment(strategy: str = "ddp") -> DataParallel:
         """Under `accelerate launch` / torchrun (WORLD_SIZE > 1): an Accelerator (gloo on CPU, NCCL on GPUs)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"data-parallel strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
         if launched_processes() <= 1:
             return DataParallel.single()
         from accelerate import Accelerator
 
-        return DataParallel(Accelerator(cpu=not torch.cuda.is_available()))
+        return DataParallel(Accelerator(cpu=not torch.cuda.is_available()), strategy)
+
+    @property
+    def shards_parameters(self) -> bool:
+        """FSDP on several processes: each rank holds a shard of every weight (forwards are collectives)."""
+        return self.accelerator is not None and self.strategy == "fsdp"
 
     @property
     def world(self) -> int:
@@ -61,8 +79,48 @@ class DataParallel:
 
     def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module to run forward and backward through: DDP-wrapped under accelerate, else `model` itself.
-        The optimizer, checkpoints and saved weights keep using `model` (the same parameters)."""
-        return model if self.accelerator is None else self.accelerator.prepare_model(model)
+        The optimizer, checkpoints and saved weights keep using `model` (the same parameters). Under FSDP `model` is
+        sharded in place (its parameters become DTensor shards): build the optimizer after this call."""
+        if self.accelerator is None:
+            return model
+        if self.strategy == "fsdp":
+            return shard_parameters(model)
+        return self.accelerator.prepare_model(model)
+
+    def full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's whole weights. Under FSDP a collective (every rank calls it) whose result is on the main rank
+        only (the others get {})."""
+        if not self.shards_parameters:
+            return model.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_full_state_dict(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        """Load whole weights (every rank read the same file); under FSDP each rank keeps its shard."""
+        if not self.shards_parameters:
+            model.load_state_dict(weights)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+
+    def optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The optimizer's whole state (under FSDP a collective, keyed by parameter name, on the main rank only)."""
+        if not self.shards_parameters:
+            return optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(model, optimizer, options=options)
+
+    def load_optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        if not self.shards_parameters:
+            optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
     def sum(self, value: float) -> float:
         if self.accelerator is None:
@@ -109,6 +167,24 @@ class DataParallel:
     def barrier(self) -> None:
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
+
+
+def shard_parameters(model: torch.nn.Module) -> torch.nn.Module:
+    """FSDP2 in place: each transformer block (the classes a Hugging Face model lists as `_no_split_modules`) is its own
+    unit, so a forward gathers one block's weights at a time; then the root (embeddings, head)."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(getattr(model, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            fully_shard(module)
+    fully_shard(model)
+    return model
+
+
+def scalar(value: Any) -> float:
+    """A float from a tensor that may be a DTensor (FSDP's gradient norm is one)."""
+    return float(value.full_tensor() if hasattr(value, "full_tensor") else value)
 
 
 def launched_processes() -> int:

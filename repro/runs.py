@@ -97,7 +97,8 @@ def train_run(
         cfg, launched_processes(), images=any(getattr(p, "image", None) is not None for p in prompts[:1])
     )
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
+    dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)  # the same seed on every rank: each draws the same prompts and shuffles alike
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
     processor = load_processor(model_path)  # a vision-language policy's; None for text
@@ -122,9 +123,10 @@ def train_run(
         **vision,
     )
     rows = trainer.train(progress=True)
+    weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}
-    _save_model(model, tokenizer if processor is None else processor, out / "model")
+    _save_model(model, tokenizer if processor is None else processor, out / "model", weights)
     return finish_run(cfg, out, rows, started, paper=paper, tier=tier, variant=variant, seed=seed)
 
 
@@ -148,11 +150,12 @@ def finish_run(cfg: Any, out: Path, rows: list[dict[str, Any]], started: float, 
     return summary
 
 
-def _save_model(model: Any, tokenizer: Any, path: Path) -> None:
-    """Weights and tokenizer (or a VL policy's whole processor, which saves its tokenizer) swapped in at once."""
+def _save_model(model: Any, tokenizer: Any, path: Path, weights: dict[str, Any] | None = None) -> None:
+    """Weights and tokenizer (or a VL policy's whole processor, which saves its tokenizer) swapped in at once.
+    `weights`: the whole state dict when the model's own parameters are FSDP shards."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)

@@ -126,7 +126,8 @@ def train_preference_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
+    dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)  # the same seed on every rank: each draws the same global batches
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
     needs_ref = cfg.data.format == "unpaired" or PREFERENCE_LOSSES.get(cfg.train.loss_type).needs_reference
@@ -154,9 +155,10 @@ def train_preference_run(
         dp=dp,
     )
     rows = trainer.train(progress=True)
+    weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}
-    _save_model(model, tokenizer, out / "model")
+    _save_model(model, tokenizer, out / "model", weights)
     identity = {"paper": paper, "tier": tier, "variant": variant, "seed": seed, "n_examples": len(examples)}
     return finish_run(cfg, out, rows, started, **identity)
 

@@ -69,7 +69,8 @@ def train_reward_model_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
+    dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)
     model, tokenizer = load_reward_model(model_path, cfg.model.dtype, seed, cfg.model.trust_remote_code)
     trainer = trainer_module.build_trainer(
@@ -81,9 +82,10 @@ def train_reward_model_run(
             f"dropped {trainer.n_dropped} of {len(train)} training pairs longer than max_length={cfg.train.max_length}"
         )
     rows = trainer.train(progress=True)
+    weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}
-    _save_model(model, tokenizer, out / "model")  # a sequence-classification model: usable as eval.judge
+    _save_model(model, tokenizer, out / "model", weights)  # a sequence-classification model: usable as eval.judge
     identity = {
         "paper": paper, "tier": tier, "variant": variant, "seed": seed, "n_pairs": len(trainer.pairs),
         "n_dropped_long": trainer.n_dropped,

@@ -76,7 +76,8 @@ def train_sft_run(
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.resolved.yaml", dump(cfg))
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
-    dp = DataParallel.from_environment()  # several processes under `accelerate launch`; else one
+    # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
+    dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     stream, held, problems = training_data(cfg, tokenizer, seed, dp.world)  # data problems before the model loads
@@ -86,11 +87,12 @@ def train_sft_run(
         dp=dp,
     )  # fmt: skip
     rows = trainer.train(progress=True)
+    weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the models and writes the summary
         return {}
     for name, averaged in trainer.averaged_models().items():
         _save_model(averaged, tokenizer, out / f"model_{name}")
-    _save_model(model, tokenizer, out / "model")
+    _save_model(model, tokenizer, out / "model", weights)
     identity = {"paper": paper, "tier": tier, "variant": variant, "seed": seed}
     return finish_run(cfg, out, rows, started, **identity)
 

@@ -70,17 +70,29 @@ def test_online_rl_on_several_processes_needs_per_group_seeds_and_text() -> None
         check_data_parallel(per_group, 2, images=True)
 
 
-def _one_and_two(worker: str, model_dir: str, out: Path, arg: str, run: str = "") -> tuple[list[dict], list[dict]]:
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the workers' runs go: a one-process run is shared by the DDP and FSDP comparisons of the same worker."""
+    return tmp_path_factory.mktemp("dp_runs")
+
+
+def _one_and_two(
+    worker: str, model_dir: str, runs: Path, arg: str, strategy: str = "ddp", run: str = ""
+) -> tuple[list[dict], list[dict]]:
     """The worker's metrics rows (of its sub-run `run`, if it makes several) as one process at per-device batch 8
-    and as two at 4 (the same global batch)."""
-    script = WORKERS / worker
-    if not (out / "two" / "launch.txt").is_file():
+    and as two at 4 (the same global batch) under `strategy`."""
+    script, out = WORKERS / worker, runs / f"{Path(worker).stem}-{arg}"
+    if not (out / "one" / "done").is_file():
         _launch(1, script, model_dir, str(out / "one"), "8", "4", arg)
-        _launch(2, script, model_dir, str(out / "two"), "4", "4", arg)
-    assert "world 2" in (out / "two" / "launch.txt").read_text(encoding="utf-8")  # really two processes
-    one, two = _rows(out / "one" / run), _rows(out / "two" / run)
-    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
-    return one, two
+        (out / "one" / "done").touch()
+    two = out / f"two-{strategy}"
+    if not (two / "launch.txt").is_file():
+        _launch(2, script, model_dir, str(two), "4", "4", arg, strategy)
+    sharded = strategy == "fsdp"
+    assert (two / "launch.txt").read_text(encoding="utf-8") == f"world 2 {strategy} sharded {sharded}\n"
+    one_rows, two_rows = _rows(out / "one" / run), _rows(two / run)
+    assert [r["step"] for r in one_rows] == [r["step"] for r in two_rows] == [1, 2, 3, 4]
+    return one_rows, two_rows
 
 
 def _assert_same(one: list[dict], two: list[dict], keys: tuple[str, ...]) -> None:
@@ -89,28 +101,32 @@ def _assert_same(one: list[dict], two: list[dict], keys: tuple[str, ...]) -> Non
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss_type, strategy", [("sigmoid", "ddp"), ("sigmoid", "fsdp"), ("ipo", "ddp")])
 def test_two_processes_follow_the_one_process_preference_trajectory(
-    tiny_model_dir: str, tmp_path: Path, loss_type: str
+    tiny_model_dir: str, runs: Path, loss_type: str, strategy: str
 ) -> None:
-    one, two = _one_and_two("preference_dp.py", tiny_model_dir, tmp_path, loss_type)
+    one, two = _one_and_two("preference_dp.py", tiny_model_dir, runs, loss_type, strategy)
     _assert_same(one, two, ("loss", "grad_norm", "margin", "logratio_chosen", "accuracy"))
     assert one[-1]["loss"] < one[0]["loss"]  # the trajectory being compared moves
-    assert not (tmp_path / "two" / "ckpt").exists() and (tmp_path / "two" / "ref_logps.json").is_file()
+    two_dir = runs / f"preference_dp-{loss_type}" / f"two-{strategy}"
+    assert not (two_dir / "ckpt").exists() and (two_dir / "ref_logps.json").is_file()
 
 
-@pytest.mark.parametrize("loss_type", ["nll", "dft"])
+@pytest.mark.parametrize("loss_type, strategy", [("nll", "ddp"), ("nll", "fsdp"), ("dft", "ddp")])
 def test_two_processes_follow_the_one_process_sft_trajectory(
-    tiny_model_dir: str, tmp_path: Path, loss_type: str
+    tiny_model_dir: str, runs: Path, loss_type: str, strategy: str
 ) -> None:
-    one, two = _one_and_two("sft_dp.py", tiny_model_dir, tmp_path, loss_type)
+    one, two = _one_and_two("sft_dp.py", tiny_model_dir, runs, loss_type, strategy)
     assert [b["num_tokens"] for b in two] == [a["num_tokens"] for a in one]  # N counts every rank's tokens
     _assert_same(one, two, ("loss", "nll", "grad_norm", "mean_token_accuracy", "entropy"))
     assert one[-1]["nll"] < one[0]["nll"]
 
 
-def test_two_processes_follow_the_one_process_reward_model_trajectory(tiny_model_dir: str, tmp_path: Path) -> None:
-    one, two = _one_and_two("reward_dp.py", tiny_model_dir, tmp_path, "0.01")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_follow_the_one_process_reward_model_trajectory(
+    tiny_model_dir: str, runs: Path, strategy: str
+) -> None:
+    one, two = _one_and_two("reward_dp.py", tiny_model_dir, runs, "0.01", strategy)
     _assert_same(one, two, ("loss", "centering_term", "grad_norm", "reward_gap", "min_reward", "max_reward"))
     assert one[-1]["loss"] < one[0]["loss"]
 
@@ -118,19 +134,16 @@ def test_two_processes_follow_the_one_process_reward_model_trajectory(tiny_model
 # The online-RL loop's global quantities, one variant each: DAPO's token normaliser, overlong mask and dynamic-sampling
 # refills; Lite PPO's batch-level std under a micro-batch token mean with accumulation; GSPO's sequence-level ratio
 # with reference log-probs (a KL term) and old log-probs computed in shares.
-ONLINE_RL_VARIANTS = ("dapo", "lite_ppo", "gspo_kl")
+ONLINE_RL_VARIANTS = ("dapo", "lite_ppo", "gspo_kl")  # one launch runs them all (the process group starts once)
 
 
-@pytest.fixture(scope="module")
-def online_rl_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("online_rl_dp")  # both launches run every variant (the process group starts once)
-
-
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 @pytest.mark.parametrize("variant", ONLINE_RL_VARIANTS)
 def test_two_processes_follow_the_one_process_online_rl_trajectory(
-    tiny_model_dir: str, online_rl_runs: Path, variant: str
+    tiny_model_dir: str, runs: Path, variant: str, strategy: str
 ) -> None:
-    one, two = _one_and_two("online_rl_dp.py", tiny_model_dir, online_rl_runs, ",".join(ONLINE_RL_VARIANTS), variant)
+    variants = ",".join(ONLINE_RL_VARIANTS)
+    one, two = _one_and_two("online_rl_dp.py", tiny_model_dir, runs, variants, strategy, variant)
     # sampled alike (per-group seeds) and filtered alike (the ranks' rollouts are gathered before the filter)
     for key in ("reward_mean", "response_length", "truncation_rate", "refill_batches", "frac_zero_std", "num_groups"):
         assert [b[key] for b in two] == [a[key] for a in one], key
@@ -143,13 +156,29 @@ def test_two_processes_follow_the_one_process_online_rl_trajectory(
     assert len({round(r["loss"], 6) for r in one}) == 4  # the trajectory being compared moves
 
 
-def test_two_processes_follow_the_one_process_distillation_trajectory(tiny_model_dir: str, tmp_path: Path) -> None:
-    one, two = _one_and_two("distillation_dp.py", tiny_model_dir, tmp_path, "0.5")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_follow_the_one_process_distillation_trajectory(
+    tiny_model_dir: str, runs: Path, strategy: str
+) -> None:
+    one, two = _one_and_two("distillation_dp.py", tiny_model_dir, runs, "0.5", strategy)
     for key in ("on_policy_share", "completion_length", "train_accuracy"):  # the same samples, counted over ranks
         assert [b[key] for b in two] == [a[key] for a in one], key
     _assert_same(one, two, ("loss", "grad_norm", "train_reverse_kl", "flops"))
     assert {r["on_policy_share"] for r in one} >= {0.5}  # student and teacher samples in one step
     assert len({round(r["loss"], 6) for r in one}) == 4
+
+
+def test_an_fsdp_run_killed_after_a_checkpoint_resumes_to_the_same_trajectory(tiny_model_dir: str, runs: Path) -> None:
+    """Under FSDP a checkpoint gathers the sharded weights and AdamW state into whole tensors (main rank writes) and a
+    resumed run shards them again: two steps, a checkpoint, a new launch to four steps = four steps in one go."""
+    _, straight = _one_and_two("preference_dp.py", tiny_model_dir, runs, "sigmoid", "fsdp")
+    out = runs / "fsdp_resume"
+    _launch(2, WORKERS / "preference_dp.py", tiny_model_dir, str(out), "4", "2", "sigmoid", "fsdp", "2")
+    assert (out / "ckpt" / "model.safetensors").is_file()  # whole tensors, written by the main rank
+    _launch(2, WORKERS / "preference_dp.py", tiny_model_dir, str(out), "4", "4", "sigmoid", "fsdp", "2")
+    resumed = _rows(out)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    _assert_same(straight, resumed, ("loss", "grad_norm", "margin", "logratio_chosen"))
 
 
 def test_a_kind_without_data_parallelism_refuses_a_multi_process_launch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,9 @@ class HFRollout:
     def __init__(self, model: torch.nn.Module, tokenizer) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        # FSDP: every rank runs each decoding step until all ranks are done (HF's synced_gpus), as a step's forward
+        # gathers the sharded weights from every rank.
+        self.synced_gpus = False
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # same object: nothing to copy
@@ -76,6 +79,7 @@ class HFRollout:
             pad_token_id=tok.pad_token_id,
             output_scores=True,
             return_dict_in_generate=True,
+            synced_gpus=self.synced_gpus,
             **extra,
         )
         self.model.train(was_training)

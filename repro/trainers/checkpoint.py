@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from repro.distributed import DataParallel
+
 
 def save_checkpoint(
     ckpt_dir: Path,
@@ -23,17 +25,26 @@ def save_checkpoint(
     scheduler: Any,
     state: dict[str, Any],
     tensors: dict[str, torch.Tensor] | None = None,
+    dp: DataParallel | None = None,
 ) -> None:
-    """`tensors`: a trainer's own buffers (e.g. BEMA's θ₀ and EMA), read back with `load_checkpoint_tensors`."""
+    """`tensors`: a trainer's own buffers (e.g. BEMA's θ₀ and EMA), read back with `load_checkpoint_tensors`.
+    Call it on every rank: under FSDP the whole weights and optimizer state are gathered; the main rank writes."""
+    dp = dp or DataParallel.single()
+    if not dp.is_main and not dp.shards_parameters:
+        return
+    model_state = dp.full_state_dict(model)  # collectives under FSDP
+    optimizer_state = dp.optimizer_state(model, optimizer)
+    if not dp.is_main:
+        return
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().contiguous().clone() for k, v in model_state.items()}
     save_file(weights, tmp / "model.safetensors")  # clones: tied embeddings no longer share memory
     if tensors:
         save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, tmp / "extra.safetensors")
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+        {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
         tmp / "optim.pt",
     )
     (tmp / "state.json").write_text(json.dumps({**state, "python_rng": _py_rng_state()}), encoding="utf-8")
@@ -45,17 +56,23 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+    ckpt_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    dp: DataParallel | None = None,
 ) -> dict[str, Any] | None:
-    """Restore a checkpoint if one exists (also one left as `.old` by a kill mid-swap)."""
+    """Restore a checkpoint if one exists (also one left as `.old` by a kill mid-swap); every rank reads it."""
+    dp = dp or DataParallel.single()
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
-    if not ckpt_dir.exists() and old.exists():
+    if dp.is_main and not ckpt_dir.exists() and old.exists():
         old.rename(ckpt_dir)
+    dp.barrier()
     if not (ckpt_dir / "state.json").exists():
         return None
-    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
+    dp.load_full_state_dict(model, load_file(ckpt_dir / "model.safetensors"))
     extra = torch.load(ckpt_dir / "optim.pt", weights_only=True)
-    optimizer.load_state_dict(extra["optimizer"])
+    dp.load_optimizer_state(model, optimizer, extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["torch_rng"])
     state = json.loads((ckpt_dir / "state.json").read_text(encoding="utf-8"))

@@ -101,6 +101,8 @@ class DistillationTrainer:
             max_prompt_length=cfg.data.max_prompt_length,
         )
         self.samplers = {"student": HFRollout(model, tokenizer), "teacher": HFRollout(self.teacher, tokenizer)}
+        # FSDP: the ranks sample different prompts from the sharded student, each decoding step a collective
+        self.samplers["student"].synced_gpus = self.dp.shards_parameters
         self.forward_model = self.dp.wrap_model(model)  # DDP under several processes: the loss's forward/backward
         self.samples_drawn = 0  # prompts sampled so far: a prompt's sample seed under rollout_seeding per_group
         self.n_student, self.n_teacher = n_params(model), n_params(self.teacher)
@@ -219,7 +221,7 @@ class DistillationTrainer:
             row["train_reverse_kl"] = kl_sum / num_items
         row["step_time"] = time.perf_counter() - start
         monitored = self.monitor is not None and self.t.eval_every and self.step % self.t.eval_every == 0
-        if monitored and self.dp.is_main:  # the main rank measures; the others wait at the next step's all-reduce
+        if monitored and (self.dp.is_main or self.dp.shards_parameters):  # DDP: the main rank measures
             row.update({f"eval_{k}": v for k, v in self.monitor(self.model).items()})
         self.metrics_rows.append(row)
         return row
@@ -229,7 +231,7 @@ class DistillationTrainer:
     def train(self, progress: bool = True) -> list[dict[str, Any]]:
         ckpt_dir = self.out_dir / "ckpt"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
+        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, dp=self.dp)
         if state is not None:
             self.step, self.flops, self.metrics_rows = state["step"], state["flops"], state["metrics_rows"]
             self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
@@ -246,11 +248,13 @@ class DistillationTrainer:
     def _write_reference(self) -> None:
         """The monitor's numbers for the teacher and the starting student (written once, before step 1)."""
         path = self.out_dir / "reference.json"
-        if self.monitor is None or path.is_file() or not self.dp.is_main:
+        if self.monitor is None or path.is_file() or not (self.dp.is_main or self.dp.shards_parameters):
             return
         if self.step > 0:
             raise RuntimeError(f"{path} is missing but the run resumes at step {self.step}; delete the run dir")
-        write_json(path, {"teacher": self.monitor(self.teacher), "base": self.monitor(self.model)})
+        reference = {"teacher": self.monitor(self.teacher), "base": self.monitor(self.model)}  # FSDP: every rank
+        if self.dp.is_main:
+            write_json(path, reference)
 
     def _save(self, ckpt_dir: Path) -> None:
         version, internal, gauss = self.policy_rng.getstate()
@@ -269,6 +273,7 @@ class DistillationTrainer:
                 "policy_rng": [version, list(internal), gauss],
                 "samples_drawn": self.samples_drawn,
             },
+            dp=self.dp,
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from repro.distributed import DataParallel
+from repro.distributed import DataParallel, scalar
 from repro.io import write_text
 from repro.progress import progress_bar
 
@@ -45,8 +45,8 @@ def clipped_update(
     Returns the pre-clip gradient norm. A non-finite norm stops the run before the weights are touched, so the
     last checkpoint stays the last good state.
     """
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    if not torch.isfinite(grad_norm):
+    grad_norm = scalar(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))  # FSDP: a DTensor
+    if not math.isfinite(grad_norm):
         raise FloatingPointError(
             f"non-finite gradient norm at step {next_step}; lower train.learning_rate or train.max_grad_norm "
             f"(the last good checkpoint is kept in {ckpt_dir})"
@@ -54,7 +54,7 @@ def clipped_update(
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
+    return grad_norm
 
 
 class SteppedTrainer(Protocol):
@@ -95,7 +95,7 @@ def drive_steps(
                 metrics_file.flush()
                 pbar.update(1)
                 pbar.set_postfix(**postfix(row), refresh=False)
-                if main and save_steps and trainer.step % save_steps == 0:
+                if save_steps and trainer.step % save_steps == 0:  # every rank: FSDP gathers the weights
                     trainer._save(trainer.out_dir / "ckpt")
     finally:
         pbar.close()

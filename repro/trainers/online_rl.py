@@ -79,7 +79,9 @@ class OnlineRLTrainer:
         dp: DataParallel | None = None,  # several processes under `accelerate launch` (repro/distributed.py)
     ) -> None:
         self.dp = dp or DataParallel.single()
-        check_data_parallel(cfg, self.dp.world, images=processor is not None)
+        check_data_parallel(cfg, self.dp.world, images=processor is not None, strategy=self.dp.strategy)
+        if self.dp.shards_parameters:  # ranks generate different groups: each decoding step's forward is collective
+            rollout.synced_gpus = True
         self.cfg, self.t = cfg, cfg.train
         self.model, self.tok, self.rollout, self.ref_model = model, tokenizer, rollout, ref_model
         self.prompts = prompts
@@ -442,7 +444,7 @@ class OnlineRLTrainer:
 
     def train(self, progress: bool = True) -> list[dict[str, Any]]:
         ckpt_dir = self.out_dir / "ckpt"
-        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
+        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, dp=self.dp)
         if state is not None:
             self.step = state["step"]
             self.metrics_rows = state["metrics_rows"]
@@ -468,7 +470,7 @@ class OnlineRLTrainer:
                     row["step_time"] = elapsed / max(self.step - step_before, 1)
                     row["tokens_per_s"] = tokens / elapsed
                 due = self.t.save_steps and (self.step // self.t.save_steps) > (step_before // self.t.save_steps)
-                if due and main:
+                if due:  # every rank: FSDP gathers the weights; the main rank writes
                     self._save(ckpt_dir)
         finally:
             self._metrics_file.close()
@@ -490,6 +492,7 @@ class OnlineRLTrainer:
                 "prompt_cursor": self.prompt_cursor,
                 "groups_drawn": self.groups_drawn,
             },
+            dp=self.dp,
         )
 
 
@@ -503,10 +506,15 @@ def concat_results(results: list[GenerationResult], pad_id: int) -> GenerationRe
     )
 
 
-def check_data_parallel(cfg: RunConfig, world: int, images: bool) -> None:
+def check_data_parallel(cfg: RunConfig, world: int, images: bool, strategy: str = "ddp") -> None:
     """Refuse, before models load, an online-RL run on several processes that could not match one process."""
     if world <= 1:
         return
+    if strategy == "fsdp" and cfg.train.rollout_backend != "hf":
+        raise ConfigError(
+            f"train.rollout_backend: {cfg.train.rollout_backend} keeps its own whole copy of the weights, which FSDP's "
+            "shards do not fill here; use rollout_backend: hf with resources.data_parallel: fsdp, or data_parallel: ddp"
+        )
     if cfg.train.rollout_seeding != "per_group":
         raise ConfigError(
             f"this online-RL run was launched on {world} processes with train.rollout_seeding: "

@@ -74,6 +74,9 @@ class PreferenceTrainer:
             "max_length": self.t.max_length,
         }
         self.rows = [self._encode(e, limits) for e in examples]  # paired: (chosen, rejected); unpaired: (row,)
+        # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
+        self.dp = dp or DataParallel.single()
+        self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
             weight_decay=self.t.weight_decay,
@@ -87,9 +90,6 @@ class PreferenceTrainer:
         self.epoch = 0
         self.metrics_rows: list[dict[str, Any]] = []
         self.ref_logps: torch.Tensor | None = None  # [n_examples, 2] (paired) or [n_examples, 1]
-        # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
-        self.dp = dp or DataParallel.single()
-        self.forward_model = self.dp.wrap_model(model)
 
     def _encode(self, example: Any, limits: dict[str, int | None]) -> tuple[EncodedRow, ...]:
         if self.unpaired:
@@ -122,11 +122,13 @@ class PreferenceTrainer:
         if len(needed) == len(self.rows):
             flat = [r for rows in self.rows for r in rows]
             logps = sequence_logps_batched(source, flat, self.tok.pad_token_id).view(len(self.rows), -1)  # [n, 1|2]
-            write_json(cache, {"ref_logps": logps.tolist()})
+            if self.dp.is_main:
+                write_json(cache, {"ref_logps": logps.tolist()})
             return logps
         flat = [r for i in needed for r in self.rows[i]]
         values = sequence_logps_batched(source, flat, self.tok.pad_token_id).view(len(needed), -1)  # [m, 1|2]
-        write_json(cache, {"n_examples": len(self.rows), "indices": needed, "ref_logps": values.tolist()})
+        if self.dp.is_main:
+            write_json(cache, {"n_examples": len(self.rows), "indices": needed, "ref_logps": values.tolist()})
         full = torch.full((len(self.rows), values.size(1)), float("nan"))  # [n, 1|2], NaN where never drawn
         full[needed] = values
         return full
@@ -227,12 +229,12 @@ class PreferenceTrainer:
         ckpt_dir = self.out_dir / "ckpt"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.uses_reference and self.t.precompute_ref_log_probs:  # before any update: the initial policy's
-            if self.dp.is_main:
+            if self.dp.is_main or self.dp.shards_parameters:  # FSDP: the policy's forward is a collective
                 self.ref_logps = self._precompute_reference()  # computed once, cached in the run dir
             self.dp.barrier()
-            if not self.dp.is_main:
+            if self.ref_logps is None:
                 self.ref_logps = self._precompute_reference()  # reads the main rank's cache
-        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
+        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, dp=self.dp)
         if state is not None:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
@@ -281,4 +283,5 @@ class PreferenceTrainer:
                 "epoch": self.epoch,
                 "running": [self.running.mean, self.running.var, self.running.count],
             },
+            dp=self.dp,
         )

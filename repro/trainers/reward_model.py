@@ -147,6 +147,9 @@ class RewardModelTrainer:
                 f"no training pairs left: all {len(pairs)} are longer than train.max_length={self.t.max_length}"
             )
         self.monitor = encode_pairs(tokenizer, monitor_pairs or [], self.t.max_length)[0]
+        # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
+        self.dp = dp or DataParallel.single()
+        self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
             weight_decay=self.t.weight_decay,
@@ -157,9 +160,6 @@ class RewardModelTrainer:
         self.step, self.epoch, self.cursor = 0, 0, 0
         self.order: list[int] = []
         self.metrics_rows: list[dict[str, Any]] = []
-        # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
-        self.dp = dp or DataParallel.single()
-        self.forward_model = self.dp.wrap_model(model)
 
     def _next_indices(self, n: int) -> list[int]:
         """The next n pairs of a seeded shuffle per epoch (the same for every variant at a seed)."""
@@ -194,7 +194,7 @@ class RewardModelTrainer:
     def train(self, progress: bool = True) -> list[dict[str, Any]]:
         ckpt_dir = self.out_dir / "ckpt"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
+        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, dp=self.dp)
         if state is not None:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             self.order, self.cursor, self.epoch = state["order"], state["cursor"], state["epoch"]
@@ -237,4 +237,4 @@ class RewardModelTrainer:
             "step": self.step, "metrics_rows": self.metrics_rows, "order": self.order, "cursor": self.cursor,
             "epoch": self.epoch,
         }  # fmt: skip
-        save_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, state)
+        save_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, state, dp=self.dp)

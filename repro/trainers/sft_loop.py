@@ -26,6 +26,7 @@ import torch
 from repro.data.sft_data import SFTExample, TrainingStream
 from repro.distributed import DataParallel
 from repro.losses.sft import SFT_LOSSES, sft_loss, target_logps
+from repro.schema import ConfigError
 from repro.sft_config import SFTRunConfig
 from repro.trainers.bema import BemaAverager, load_iterate, trainable_parameters
 from repro.trainers.checkpoint import load_checkpoint, load_checkpoint_tensors, save_checkpoint
@@ -108,6 +109,12 @@ class SFTTrainer:
         self.held_out = held_out[: self.t.eval_problems]
         self.problems = (held_out_problems or [])[: self.t.eval_problems]
         self.per_token = SFT_LOSSES.get(self.t.loss_type)
+        self.dp = dp or DataParallel.single()
+        if self.dp.shards_parameters and cfg.bema is not None:
+            raise ConfigError(
+                "BEMA averages whole weights on every rank; run it with resources.data_parallel: ddp (or one process)"
+            )
+        self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
             weight_decay=self.t.weight_decay,
@@ -119,8 +126,6 @@ class SFTTrainer:
         self.scratch = copy.deepcopy(model) if self.bema is not None else None  # holds an averaged iterate for eval
         self.step = 0
         self.metrics_rows: list[dict[str, Any]] = []
-        self.dp = dp or DataParallel.single()
-        self.forward_model = self.dp.wrap_model(model)  # DDP under accelerate; `model` itself on one process
 
     # ------------------------------------------------------------------ one step
 
@@ -199,7 +204,7 @@ class SFTTrainer:
     def train(self, progress: bool = True) -> list[dict[str, Any]]:
         ckpt_dir = self.out_dir / "ckpt"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler)
+        state = load_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, dp=self.dp)
         if state is not None:
             self.step, self.metrics_rows = state["step"], state["metrics_rows"]
             if self.bema is not None:
@@ -214,7 +219,7 @@ class SFTTrainer:
         if self.bema is not None:
             state["bema_updates"] = self.bema.updates
             tensors = self.bema.state_tensors()
-        save_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, state, tensors)
+        save_checkpoint(ckpt_dir, self.model, self.optimizer, self.scheduler, state, tensors, dp=self.dp)
 
     def averaged_models(self) -> dict[str, torch.nn.Module]:
         """{"ema": model, "bema": model}: the final averaged iterates as whole models (empty without BEMA)."""

@@ -20,3 +20,10 @@ def short_run(trainer: str, model_dir: str, data: dict[str, Any], steps: int, pe
         "train": {"max_steps": steps, "learning_rate": 1e-2, "per_device_train_batch_size": per_device,
                   "save_steps": 0, **train},
     }  # fmt: skip
+
+
+def launch_note(dp: Any, model: Any) -> str:
+    """What the test checks the launch was: the number of processes, the strategy and whether the trained model's
+    weights are FSDP shards (DTensor)."""
+    sharded = any(type(p).__name__ == "DTensor" for p in model.parameters())
+    return f"world {dp.world} {dp.strategy} sharded {sharded}\n"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import short_run
+from common import launch_note, short_run
 
 from repro.data.prompts import load_prompts
 from repro.distillation_config import resolve_distillation
@@ -23,8 +23,8 @@ from repro.models.loading import load_policy
 from repro.trainers.distillation import DistillationTrainer
 
 
-def main(model_dir: str, out_dir: str, per_device: int, steps: int, lmbda: str) -> None:
-    dp = DataParallel.from_environment()
+def main(model_dir: str, out_dir: str, per_device: int, steps: int, lmbda: str, strategy: str = "ddp") -> None:
+    dp = DataParallel.from_environment(strategy)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     student, tok = load_policy(model_dir)
@@ -39,9 +39,9 @@ def main(model_dir: str, out_dir: str, per_device: int, steps: int, lmbda: str) 
     problems = load_prompts("synthetic:addition", limit=64, seed=0)
     DistillationTrainer(cfg, student, tok, teacher, problems, Path(out_dir), seed=0, dp=dp).train(progress=False)
     if dp.is_main:
-        (Path(out_dir) / "launch.txt").write_text(f"world {dp.world}\n", encoding="utf-8")
+        (Path(out_dir) / "launch.txt").write_text(launch_note(dp, student), encoding="utf-8")
 
 
 if __name__ == "__main__":
     model_dir, out_dir, per_device, steps, lmbda = sys.argv[1:6]
-    main(model_dir, out_dir, int(per_device), int(steps), lmbda)
+    main(model_dir, out_dir, int(per_device), int(steps), lmbda, *sys.argv[6:7])  # [strategy: ddp | fsdp]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import launch_note
 
 from repro.config import resolve
 from repro.data.prompts import load_prompts
@@ -40,16 +41,16 @@ def has_digit(completions: list[str], completion_lengths: list[int], answers: li
     return [float(any(ch.isdigit() for ch in c)) for c in completions]
 
 
-def main(model_dir: str, out_dir: str, per_device: int, steps: int, variants: str) -> None:
+def main(model_dir: str, out_dir: str, per_device: int, steps: int, variants: str, strategy: str = "ddp") -> None:
     """Each comma-separated variant in turn (one launch: the process group starts once), into out_dir/<variant>."""
-    dp = DataParallel.from_environment()
+    dp = DataParallel.from_environment(strategy)
     for variant in variants.split(","):
-        run(dp, model_dir, Path(out_dir) / variant, per_device, steps, variant)
+        policy = run(dp, model_dir, Path(out_dir) / variant, per_device, steps, variant)
     if dp.is_main:
-        (Path(out_dir) / "launch.txt").write_text(f"world {dp.world}\n", encoding="utf-8")
+        (Path(out_dir) / "launch.txt").write_text(launch_note(dp, policy), encoding="utf-8")
 
 
-def run(dp: DataParallel, model_dir: str, out_dir: Path, per_device: int, steps: int, variant: str) -> None:
+def run(dp: DataParallel, model_dir: str, out_dir: Path, per_device: int, steps: int, variant: str) -> torch.nn.Module:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     if "has_digit" not in REWARDS:
@@ -83,8 +84,9 @@ def run(dp: DataParallel, model_dir: str, out_dir: Path, per_device: int, steps:
         group_filter=GROUP_FILTERS.get("dynamic_sampling" if cfg.train.dynamic_sampling else "none"), dp=dp,
     )  # fmt: skip
     trainer.train(progress=False)
+    return policy
 
 
 if __name__ == "__main__":
     model_dir, out_dir, per_device, steps, variant = sys.argv[1:6]
-    main(model_dir, out_dir, int(per_device), int(steps), variant)
+    main(model_dir, out_dir, int(per_device), int(steps), variant, *sys.argv[6:7])  # [strategy: ddp | fsdp]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import short_run
+from common import launch_note, short_run
 
 from repro.data.sft_data import SFTExample, TrainingStream
 from repro.distributed import DataParallel
@@ -20,8 +20,8 @@ from repro.sft_config import resolve_sft
 from repro.trainers.sft_loop import SFTTrainer
 
 
-def main(model_dir: str, out_dir: str, per_device: int, steps: int, loss_type: str) -> None:
-    dp = DataParallel.from_environment()
+def main(model_dir: str, out_dir: str, per_device: int, steps: int, loss_type: str, strategy: str = "ddp") -> None:
+    dp = DataParallel.from_environment(strategy)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model, tok = load_policy(model_dir)
@@ -32,9 +32,9 @@ def main(model_dir: str, out_dir: str, per_device: int, steps: int, loss_type: s
     stream = TrainingStream(seed=0, batch_size=per_device * dp.world, grad_accum=1, examples=examples)
     SFTTrainer(cfg, model, tok, stream, Path(out_dir), held_out=examples[:4], dp=dp).train(progress=False)
     if dp.is_main:
-        (Path(out_dir) / "launch.txt").write_text(f"world {dp.world}\n", encoding="utf-8")
+        (Path(out_dir) / "launch.txt").write_text(launch_note(dp, model), encoding="utf-8")
 
 
 if __name__ == "__main__":
     model_dir, out_dir, per_device, steps, loss_type = sys.argv[1:6]
-    main(model_dir, out_dir, int(per_device), int(steps), loss_type)
+    main(model_dir, out_dir, int(per_device), int(steps), loss_type, *sys.argv[6:7])  # [strategy: ddp | fsdp]
