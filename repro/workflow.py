@@ -109,17 +109,32 @@ def _resources_of(merged: dict[str, Any]) -> dict[str, int]:
 
 def train_launcher(paper: str, tier: str, variant: str, python: str, papers_dir: Path = PAPERS_DIR) -> str:
     """What runs `-m repro train` for a run: `python` (one process), or accelerate's launcher over the tier's GPUs
-    when the run has several on one node and its trainer kind shards its batch (repro/distributed.py; online RL
-    with train.rollout_seeding: per_group). Several nodes still run one process (a multi-node launch needs the
-    cluster's node rank and head address)."""
+    when the run has several and its trainer kind shards its batch (repro/distributed.py; a sampling kind only with
+    train.rollout_seeding: per_group). Several nodes: `srun` starts one launcher per node of the SLURM allocation,
+    each told its node rank and the head node's address (`multi_node_launcher`)."""
     merged = merged_paper_config(papers_dir / paper, tier, variant)
     res = _resources_of(merged)
     kind = merged.get("trainer", ONLINE_RL)
     # Sampling kinds shard only where each prompt (group) is sampled from its own seed (train.rollout_seeding).
     per_group = not samples_during_training(kind) or (merged.get("train") or {}).get("rollout_seeding") == "per_group"
-    if res["gpus"] > 1 and res["nodes"] == 1 and shards_batch(kind) and per_group:
+    if not (shards_batch(kind) and per_group) or res["gpus"] * res["nodes"] <= 1:
+        return python
+    if res["nodes"] == 1:
         return f"accelerate launch --multi_gpu --num_processes {res['gpus']} --num_machines 1"
-    return python
+    return multi_node_launcher(res["nodes"], res["gpus"])
+
+
+def multi_node_launcher(nodes: int, gpus_per_node: int, port: int = 29500) -> str:
+    """A command prefix that runs what follows it (`-m repro train ...`) on every node of a SLURM allocation of
+    `nodes` nodes: srun starts one task per node, whose accelerate launcher starts that node's processes and joins
+    the others at the first node of the allocation (SLURM_NODEID is the node rank)."""
+    head = "$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1)"
+    accelerate = (
+        f"accelerate launch --multi_gpu --num_machines {nodes} --num_processes {nodes * gpus_per_node} "
+        f"--machine_rank $SLURM_NODEID --main_process_ip {head} --main_process_port {port}"
+    )
+    # bash -c '... "$@"' launch ARGS: the inner shell expands SLURM_NODEID per node and receives ARGS as "$@"
+    return f"srun --nodes {nodes} --ntasks-per-node 1 bash -c '{accelerate} \"$@\"' launch"
 
 
 def model_name(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> str:

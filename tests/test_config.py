@@ -138,10 +138,15 @@ def test_dapo_ablation_rows_switch_one_mechanism_each() -> None:
 
 
 def test_paper_tier_keeps_the_seed_settings() -> None:
-    t = load_paper_config(DAPO, "paper", "dapo").train
+    cfg = load_paper_config(DAPO, "paper", "dapo")
+    t = cfg.train
     assert (t.loss_type, t.epsilon, t.epsilon_high, t.beta) == ("dapo", 0.2, 0.28, 0.0)
-    assert (t.per_device_train_batch_size, t.num_generations, t.max_completion_length) == (512, 16, 20480)
+    assert (t.num_generations, t.max_completion_length) == (16, 20480)
+    processes = cfg.resources.gpus * cfg.resources.nodes  # 128, sharded (§4.1's batch, split over them)
+    assert t.per_device_train_batch_size * processes * t.spg == 512 * 16  # 512 prompts × 16 per rollout
+    assert t.per_device_train_batch_size * processes * t.gradient_accumulation_steps == 512  # mini-batch 512
     assert t.mask_truncated_completions and t.dynamic_sampling
+    assert (t.rollout_seeding, cfg.resources.data_parallel) == ("per_group", "fsdp")
 
 
 def test_unknown_variant_lists_the_valid_ones() -> None:

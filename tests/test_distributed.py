@@ -168,6 +168,22 @@ def test_two_processes_follow_the_one_process_distillation_trajectory(
     assert len({round(r["loss"], 6) for r in one}) == 4
 
 
+def test_a_two_node_launch_follows_the_one_process_trajectory(tiny_model_dir: str, runs: Path) -> None:
+    """The DAG's multi-node launcher (srun → one accelerate launcher per node, joined at the allocation's first
+    node) run through a stand-in srun / scontrol that makes this machine two nodes of one process each."""
+    from repro.workflow import multi_node_launcher
+
+    one, _ = _one_and_two("preference_dp.py", tiny_model_dir, runs, "sigmoid")
+    out = runs / "two_nodes"
+    launcher = multi_node_launcher(nodes=2, gpus_per_node=1, port=29523)
+    command = f"{launcher} {WORKERS / 'preference_dp.py'} {tiny_model_dir} {out} 4 4 sigmoid"
+    env = {**_env(), "PATH": f"{WORKERS / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (out / "launch.txt").read_text(encoding="utf-8") == "world 2 ddp sharded False\n"
+    _assert_same(one, _rows(out), ("loss", "grad_norm", "margin", "logratio_chosen", "accuracy"))
+
+
 def test_an_fsdp_run_killed_after_a_checkpoint_resumes_to_the_same_trajectory(tiny_model_dir: str, runs: Path) -> None:
     """Under FSDP a checkpoint gathers the sharded weights and AdamW state into whole tensors (main rank writes) and a
     resumed run shards them again: two steps, a checkpoint, a new launch to four steps = four steps in one go."""

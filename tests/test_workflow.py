@@ -62,9 +62,24 @@ def test_a_multi_gpu_run_of_a_sharding_kind_is_launched_by_accelerate() -> None:
     assert "accelerate launch --multi_gpu --num_processes 8 --num_machines 1 -m repro train --paper dpo" in out.stdout
     rloo = wf.train_launcher("rloo", "paper", "rloo", "python")  # online RL, per-group sampling seeds: sharded
     assert rloo.startswith("accelerate launch --multi_gpu --num_processes 8")
-    dapo = wf.train_launcher("dapo", "paper", "dapo", "python")  # 16 nodes: no multi-node launch yet
+    dapo = wf.train_launcher("dapo", "paper", "dapo", "python")  # 16 nodes × 8 GPUs: srun, one launcher per node
+    assert dapo.startswith("srun --nodes 16") and "--num_processes 128" in dapo
     papo = wf.train_launcher("papo", "paper", "papo", "python")  # 2 GPUs, one RNG stream per batch: one process
-    assert dapo == papo == "python"
+    tis = wf.train_launcher("tis", "paper", "tis", "python")  # vLLM rollouts keep whole weights: one process
+    assert papo == tis == "python"
+
+
+def test_a_multi_node_run_is_launched_once_per_node_through_srun(tmp_path: Path) -> None:
+    import shutil
+
+    papers = tmp_path / "papers"
+    shutil.copytree(ROOT / "papers" / "dpo", papers / "dpo")
+    paper_yaml = papers / "dpo" / "configs" / "paper.yaml"
+    paper_yaml.write_text(paper_yaml.read_text(encoding="utf-8").replace("  nodes: 1", "  nodes: 2"), encoding="utf-8")
+    launcher = wf.train_launcher("dpo", "paper", "dpo", "python", papers_dir=papers)
+    assert launcher.startswith("srun --nodes 2 --ntasks-per-node 1 bash -c 'accelerate launch --multi_gpu")
+    assert "--num_machines 2 --num_processes 16 --machine_rank $SLURM_NODEID" in launcher  # 8 GPUs × 2 nodes
+    assert wf.train_launcher("dpo", "smoke", "dpo", "python", papers_dir=papers) == "python"  # no GPUs: one process
 
 
 def test_the_slurm_profile_submits_with_the_tiers_resources() -> None:
