@@ -507,3 +507,12 @@ def test_table_cells_keep_three_decimals_for_rates_and_fewer_for_counts() -> Non
     assert _cell({"steps": 70.0, "steps_ci": [45.159, 94.841]}, "steps") == "70.0 [45.2, 94.8]"
     assert _cell({"steps": 113.33, "steps_ci": [61.6, 165.0]}, "steps") == "113 [62, 165]"
     assert _cell({"steps": None}, "steps") == "—"
+
+
+def test_the_report_says_where_determinism_holds() -> None:
+    from repro.report.render import determinism_note
+
+    cpu = determinism_note([{"gpu": None}, {}])
+    assert "every run ran on CPU" in cpu and "bit for bit" in cpu
+    gpu = determinism_note([{"gpu": "NVIDIA H200"}, {"gpu": None}])
+    assert "runs on GPU (NVIDIA H200)" in gpu and "statistically, not bit for bit" in gpu

@@ -371,7 +371,24 @@ def provenance_section(result: dict[str, Any]) -> str:
                 ["Variant", "Seed", "Wall time", "Steps", "Git SHA", "Config sha256", "Hardware", "Files"], run_rows
             )
         )
+        lines.append(determinism_note([run.get("provenance") or {} for run in result.get("runs") or []]))
     return "\n\n".join(x for x in lines if x)
+
+
+def determinism_note(run_provenance: list[dict[str, Any]]) -> str:
+    """Where a rerun with the same seed reproduces these numbers exactly, and where only statistically."""
+    gpus = sorted({str(p["gpu"]) for p in run_provenance if p.get("gpu")})
+    if gpus:
+        return (
+            f"**Determinism:** runs on GPU ({', '.join(gpus)}) used kernels that are not bit-deterministic "
+            "(atomic adds, autotuned reductions): a rerun with the same seed matches these numbers statistically, "
+            "not bit for bit. Runs on CPU are bit-identical for a seed on the same machine."
+        )
+    return (
+        "**Determinism:** every run ran on CPU: a rerun with the same seed on the same machine reproduces its metrics "
+        "bit for bit (`tests/test_faults.py`); another CPU or library build may differ in the last bits, and GPU "
+        "kernels are not bit-deterministic."
+    )
 
 
 # --- formatting ----------------------------------------------------------------------------
