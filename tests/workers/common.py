@@ -27,3 +27,16 @@ def launch_note(dp: Any, model: Any) -> str:
     weights are FSDP shards (DTensor)."""
     sharded = any(type(p).__name__ == "DTensor" for p in model.parameters())
     return f"world {dp.world} {dp.strategy} sharded {sharded}\n"
+
+
+def noisy_copy(model: Any, scale: float) -> Any:
+    """A copy of `model` with seeded Gaussian noise of std `scale` added to every weight (a different fixed policy)."""
+    import copy
+
+    import torch
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return other

@@ -9,12 +9,11 @@ every rank's).
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
 import torch
-from common import launch_note, short_run
+from common import launch_note, noisy_copy, short_run
 
 from repro.data.prompts import load_prompts
 from repro.distillation_config import resolve_distillation
@@ -28,10 +27,7 @@ def main(model_dir: str, out_dir: str, per_device: int, steps: int, lmbda: str, 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     student, tok = load_policy(model_dir)
-    teacher = copy.deepcopy(student)
-    with torch.no_grad():
-        for p in teacher.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    teacher = noisy_copy(student, 0.3)
     raw = short_run("distillation", model_dir, {"prompts": "synthetic:addition", "limit": 64}, steps, per_device,
                     teacher_model_name_or_path="the noisy copy", lmbda=float(lmbda), seq_kd=True, max_new_tokens=8,
                     gradient_accumulation_steps=2, rollout_seeding="per_group")  # fmt: skip

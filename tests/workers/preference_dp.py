@@ -6,12 +6,11 @@ The policy starts as the reference model with seeded noise added, so the log-rat
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
 import torch
-from common import addition_pairs, launch_note, short_run
+from common import addition_pairs, launch_note, noisy_copy, short_run
 
 from repro.data.preference import PreferencePair
 from repro.distributed import DataParallel
@@ -33,10 +32,7 @@ def main(
     torch.manual_seed(0)
     torch.set_num_threads(1)
     reference, tok = load_policy(model_dir)
-    policy = copy.deepcopy(reference)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    policy = noisy_copy(reference, 0.05)
     pairs = [PreferencePair(prompt, right, wrong) for prompt, right, wrong, _ in addition_pairs()]
     raw = short_run("preference", model_dir, {"pairs": "local.jsonl"}, steps, per_device, loss_type=loss_type,
                     precompute_ref_log_probs=True, lr_scheduler_type="constant")  # fmt: skip
