@@ -127,6 +127,14 @@ class DataParallel:
             return float(value)
         return float(self.accelerator.reduce(torch.tensor([float(value)]), reduction="sum")[0])
 
+    def sum_each(self, values: dict[str, float]) -> dict[str, float]:
+        """Key-wise sums over ranks in one all-reduce (float64, so counts stay exact)."""
+        if self.accelerator is None:
+            return {k: float(v) for k, v in values.items()}
+        keys = list(values)  # the same order on every rank: they run the same code
+        total = self.accelerator.reduce(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64), "sum")
+        return {k: float(total[i]) for i, k in enumerate(keys)}
+
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """Every rank's tensor concatenated along dim 0, in rank order (the one-process layout of the batch)."""
         return tensor if self.accelerator is None else self.accelerator.gather(tensor.contiguous())

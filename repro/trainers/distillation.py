@@ -205,8 +205,8 @@ class DistillationTrainer:
         correct = [c for b in window for c in b.correct]
         if self.dp.world > 1:  # the step's numbers over every rank's share
             correct = [c for rank in self.dp.gather_objects(correct) for c in rank]
-            loss_total, kl_sum = self.dp.sum(loss_total), self.dp.sum(kl_sum)
-            self.flops = flops_before + self.dp.sum(self.flops - flops_before)
+            totals = self.dp.sum_each({"loss": loss_total, "kl": kl_sum, "flops": self.flops - flops_before})
+            loss_total, kl_sum, self.flops = totals["loss"], totals["kl"], flops_before + totals["flops"]
         row: dict[str, Any] = {
             "step": self.step,
             "loss": loss_total,

@@ -155,7 +155,7 @@ class SFTTrainer:
                 sums["prob"] += float((logps.detach().exp() * mask).sum())
                 sums["correct"] += float(((detached.argmax(-1) == batch["labels"][:, 1:]) & mask).sum())
                 sums["entropy"] += float((token_entropy * mask).sum())
-        sums = {key: self.dp.sum(value) for key, value in sums.items()}  # every rank's share of the window
+        sums = self.dp.sum_each(sums)  # every rank's share of the window
         lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
         grad_norm = clipped_update(
             self.model, self.optimizer, self.scheduler, self.t.max_grad_norm, self.step + 1, self.out_dir / "ckpt"
