@@ -199,6 +199,18 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def require_sample_seeds(what: str, seeding: str, world: int) -> None:
+    """Refuse a sampling trainer on several processes unless each prompt (group) is sampled from its own seed."""
+    if world > 1 and seeding != "per_group":
+        from repro.schema import ConfigError
+
+        raise ConfigError(
+            f"this {what} run was launched on {world} processes with train.rollout_seeding: {seeding}; set it to "
+            "per_group, so that each prompt group is sampled from its own seed whichever process draws it (with one "
+            "RNG stream per process the ranks would sample alike)"
+        )
+
+
 def require_single_process(kind: str) -> None:
     """Refuse a multi-process launch of a trainer kind that does not support it, before anything is loaded."""
     from repro.trainer_kinds import ONLINE_RL, TRAINER_KINDS, shards_batch

@@ -93,9 +93,8 @@ def train_run(
     )
     from repro.trainers.online_rl import check_data_parallel
 
-    check_data_parallel(
-        cfg, launched_processes(), images=any(getattr(p, "image", None) is not None for p in prompts[:1])
-    )
+    images = any(getattr(p, "image", None) is not None for p in prompts[:1])
+    check_data_parallel(cfg, launched_processes(), images, strategy=cfg.resources.data_parallel)
     torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
     # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
     dp = DataParallel.from_environment(cfg.resources.data_parallel)

@@ -68,6 +68,12 @@ def test_online_rl_on_several_processes_needs_per_group_seeds_and_text() -> None
     check_data_parallel(per_group, 2, images=False)
     with pytest.raises(ConfigError, match="text policies only"):
         check_data_parallel(per_group, 2, images=True)
+    mismatched = dataclasses.replace(
+        per_group, train=dataclasses.replace(per_group.train, rollout_backend="hf_mismatch")
+    )
+    check_data_parallel(mismatched, 2, images=False, strategy="ddp")
+    with pytest.raises(ConfigError, match="keeps its own whole copy of the weights"):
+        check_data_parallel(mismatched, 2, images=False, strategy="fsdp")
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,12 @@ import torch
 
 from repro.data.templates import render
 from repro.distillation_config import DistillationRunConfig
-from repro.distributed import DataParallel
+from repro.distributed import DataParallel, require_sample_seeds
 from repro.io import read_json, write_json
 from repro.losses.distillation import DISTILLATION_LOSSES, DistillationParams, token_divergence
 from repro.rewards.grader import extract_answer, grade
 from repro.rollout.base import SamplingParams, group_seed
 from repro.rollout.hf import HFRollout
-from repro.schema import ConfigError
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.logprobs import completion_logits
 from repro.trainers.loop import clipped_update, drive_steps
@@ -279,12 +278,7 @@ class DistillationTrainer:
 
 def check_data_parallel(cfg: DistillationRunConfig, world: int) -> None:
     """Refuse, before models load, a distillation run on several processes that could not match one process."""
-    if world > 1 and cfg.train.rollout_seeding != "per_group":
-        raise ConfigError(
-            f"this distillation run was launched on {world} processes with train.rollout_seeding: "
-            f"{cfg.train.rollout_seeding}; set it to per_group, so that each prompt is sampled from its own seed "
-            "whichever process draws it"
-        )
+    require_sample_seeds("distillation", cfg.train.rollout_seeding, world)
 
 
 def read_reference(run_dir: Path) -> dict[str, Any] | None:

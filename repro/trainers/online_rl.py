@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from repro.config import RunConfig, reward_params
 from repro.data.templates import render
-from repro.distributed import DataParallel
+from repro.distributed import DataParallel, require_sample_seeds
 from repro.io import write_text
 from repro.losses.advantages import ADVANTAGES, zero_std_groups
 from repro.losses.aggregation import AggregationContext
@@ -515,12 +515,7 @@ def check_data_parallel(cfg: RunConfig, world: int, images: bool, strategy: str 
             f"train.rollout_backend: {cfg.train.rollout_backend} keeps its own whole copy of the weights, which FSDP's "
             "shards do not fill here; use rollout_backend: hf with resources.data_parallel: fsdp, or data_parallel: ddp"
         )
-    if cfg.train.rollout_seeding != "per_group":
-        raise ConfigError(
-            f"this online-RL run was launched on {world} processes with train.rollout_seeding: "
-            f"{cfg.train.rollout_seeding}; set it to per_group, so that each prompt group is sampled from its own "
-            "seed whichever process draws it (with one RNG stream per process the ranks would sample alike)"
-        )
+    require_sample_seeds("online-RL", cfg.train.rollout_seeding, world)
     if images:
         raise ConfigError(
             f"this run was launched on {world} processes, but data-parallel online RL covers text policies only "
