@@ -65,8 +65,9 @@ def run_resource(name):
 
 
 # The whole catalog: every paper's report, then the catalog index (reports/index.md, index.html). Each
-# `snakemake papers/<id>` refreshes the index too (rule paper), from whatever comparisons exist; so does
-# `python -m repro index`. The index is not a declared output: a rule owning it would let Snakemake skip
+# `snakemake papers/<id>` refreshes the index too (rule paper), from whatever comparisons exist, unless nothing it
+# reads changed since it was written (`--if-changed`: a no-op rerun stays a few seconds); `python -m repro index`
+# always rebuilds it. The index is not a declared output: a rule owning it would let Snakemake skip
 # missing reports whenever an older index exists.
 rule all:
     input:
@@ -79,7 +80,7 @@ rule all:
     conda:
         "envs/repro.yaml"
     shell:
-        "{params.python} -m repro index --out reports/index.md | tee {log}"
+        "{params.python} -m repro index --if-changed --out reports/index.md | tee {log}"
 
 
 rule paper:
@@ -96,7 +97,7 @@ rule paper:
     conda:
         "envs/repro.yaml"
     shell:
-        "{params.python} -m repro index --out reports/index.md > {log} 2>&1 &&"
+        "{params.python} -m repro index --if-changed --out reports/index.md > {log} 2>&1 &&"
         " echo 'report ({params.tier} tier): {input} (HTML: reports/{wildcards.paper}/report.html);"
         " catalog: reports/index.html' | tee -a {log}"
 

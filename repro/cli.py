@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("index", help="reports/index.md and index.html: every paper, its verdicts and report links")
     s.add_argument("--out", type=Path, default=Path("reports/index.md"))
+    s.add_argument(
+        "--if-changed", action="store_true", help="do nothing when the index is newer than everything it reads"
+    )
 
     s = sub.add_parser("list", help="list registry entries")
     s.add_argument("what", choices=LISTABLE)
@@ -157,6 +160,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("REGRESSION: see the report's Regressions section", file=sys.stderr)
             return 1
     elif args.verb == "index":
+        from repro.report.freshness import index_is_current
+
+        if args.if_changed and index_is_current(Path("."), args.out):
+            print(f"catalog index: {args.out} (up to date)")
+            return 0
         from repro.report.catalog import write_index
 
         md, page = write_index(Path("."), args.out)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from repro.io import read_yaml
 from repro.losses.presets import AXIS_NAMES, LossAxes
 from repro.schema import ConfigError, check_at_least, check_call_params, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
@@ -240,7 +241,7 @@ def read_layer(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: `base:` cycle through {' -> '.join(str(p) for p in seen)}")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
     bases = data.pop("base", None)
@@ -252,7 +253,7 @@ def read_layer(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 def layer_files(path: Path) -> list[Path]:
     """The file and every file in its `base:` chain (what a DAG job depends on)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_yaml(path) or {}
     bases = data.get("base") if isinstance(data, dict) else None
     files: list[Path] = []
     for base in [bases] if isinstance(bases, str) else bases or []:
@@ -346,7 +347,7 @@ def load_config_file(path: str | Path) -> Any:
 
 def load_resolved(path: Path) -> Any:
     """A run's config.resolved.yaml back into its dataclasses (every field explicit, so no preset expansion)."""
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = read_yaml(path)
     if isinstance(raw, dict) and raw.get("trainer", ONLINE_RL) != ONLINE_RL:
         return from_dict(trainer_kind(str(raw["trainer"]), str(path)).load("config"), raw, str(path))
     return from_dict(RunConfig, raw, str(path))

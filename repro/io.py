@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import tempfile
@@ -40,6 +42,19 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def write_yaml(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A YAML file's content, parsed once per version of the file (path, mtime, size) in this process: the DAG's input
+    functions read the same paper configs for every job, and PyYAML's parser is most of their cost. Returns a
+    copy, which the caller may change."""
+    stat = os.stat(path)
+    return copy.deepcopy(_parsed_yaml(os.fspath(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_yaml(path: str, mtime_ns: int, size: int) -> Any:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

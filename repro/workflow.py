@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from repro.config import layer_files, merged_paper_config, paper_layer_paths
+from repro.io import read_yaml
 from repro.trainer_kinds import ONLINE_RL, samples_during_training, shards_batch
 
 PAPERS_DIR = Path("papers")
@@ -28,7 +27,7 @@ def paper_meta(paper: str, papers_dir: Path = PAPERS_DIR) -> dict[str, Any]:
         from repro.schema import ConfigError
 
         raise ConfigError(unknown_name_message("paper", paper, paper_ids(papers_dir)))
-    return yaml.safe_load((papers_dir / paper / "paper.yaml").read_text(encoding="utf-8"))
+    return read_yaml(papers_dir / paper / "paper.yaml")
 
 
 def ablation_papers(papers_dir: Path = PAPERS_DIR) -> list[str]:
@@ -82,7 +81,7 @@ def prepared_bases(paper: str, tier: str, variant: str, papers_dir: Path = PAPER
 def base_inputs(base: str, base_dir: Path = Path("configs/base")) -> list[str]:
     """What `prepare` of a base reads: its config, and for preference samples the policy that samples them."""
     path = base_dir / f"{base}.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    raw = read_yaml(path) if path.is_file() else {}
     files = [str(path)]
     if isinstance(raw, dict) and raw.get("kind") == "preference_data" and raw.get("policy"):
         files.append(f"results/base/{raw['policy']}/prepare.json")
@@ -144,7 +143,7 @@ def model_name(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DI
 def target_benchmarks(paper: str, papers_dir: Path = PAPERS_DIR) -> dict[str, list[str]]:
     """variant -> benchmarks that targets.yaml compares it on (any tier)."""
     path = papers_dir / paper / "targets.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    raw = read_yaml(path) if path.is_file() else {}
     found: dict[str, list[str]] = {}
     for target in (raw or {}).get("targets") or []:
         found.setdefault(str(target["variant"]), []).append(str(target["benchmark"]))

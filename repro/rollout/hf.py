@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from repro.registry import Registry
+from repro.rollout import decode
 from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches
 
 BACKENDS: Registry[type] = Registry("rollout backend")
@@ -18,9 +19,17 @@ BACKENDS: Registry[type] = Registry("rollout backend")
 
 @BACKENDS.register("hf")
 class HFRollout:
-    def __init__(self, model: torch.nn.Module, tokenizer) -> None:
+    """`decode`: `auto` samples text policies of the Llama family with repro/rollout/decode.py (the same samples as
+    `generate` for the same seed, without the work on finished rows); `generate` always uses HF `generate`."""
+
+    DECODES = ("auto", "generate")
+
+    def __init__(self, model: torch.nn.Module, tokenizer, decode: str = "auto") -> None:
+        if decode not in self.DECODES:
+            raise ValueError(f"rollout option decode={decode!r} is not one of {', '.join(self.DECODES)}")
         self.model = model
         self.tokenizer = tokenizer
+        self.decode = decode
         # FSDP: every rank runs each decoding step until all ranks are done (HF's synced_gpus), as a step's forward
         # gathers the sharded weights from every rank.
         self.synced_gpus = False
@@ -61,11 +70,19 @@ class HFRollout:
             prompt_ids = prompt_ids[:, -params.max_prompt_length :]
             prompt_mask = prompt_mask[:, -params.max_prompt_length :]
         G = params.num_generations
+        distinct_ids, distinct_mask = prompt_ids, prompt_mask  # [n, P]
         prompt_ids = prompt_ids.repeat_interleave(G, dim=0)  # [N, P], prompt-major groups
         prompt_mask = prompt_mask.repeat_interleave(G, dim=0)
         extra = {k: v.repeat_interleave(G, dim=0) for k, v in (extra_inputs or {}).items()}  # [N, ...]
         was_training = self.model.training
         self.model.eval()
+        if self._lean(extra, prompt_ids.size(1) + params.max_new_tokens):
+            completion_ids, sampler_logprobs = decode.sample(
+                self.model, distinct_ids, distinct_mask, G, params.max_new_tokens, tok.eos_token_id,
+                tok.pad_token_id, params.temperature, params.top_k, params.top_p,
+            )  # fmt: skip
+            self.model.train(was_training)
+            return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra)
         out = self.model.generate(
             input_ids=prompt_ids,
             attention_mask=prompt_mask,
@@ -86,6 +103,23 @@ class HFRollout:
         completion_ids = out.sequences[:, prompt_ids.size(1) :]  # [N, T]
         scores = torch.stack(out.scores, dim=1).float()  # [N, T, V] processed (temperature, top-k/p) logits
         sampler_logprobs = torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+        return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra)
+
+    def _lean(self, extra: dict[str, torch.Tensor], total_length: int) -> bool:
+        """Whether repro/rollout/decode.py samples this call (text only, one process's own weights)."""
+        if self.decode == "generate" or extra or self.synced_gpus:
+            return False
+        return decode.unsupported_reason(self.model, total_length) is None
+
+    def _batch(
+        self,
+        prompt_ids: torch.Tensor,  # [N, P]
+        prompt_mask: torch.Tensor,  # [N, P]
+        completion_ids: torch.Tensor,  # [N, T]
+        sampler_logprobs: torch.Tensor,  # [N, T]
+        extra: dict[str, torch.Tensor],
+    ) -> RolloutBatch:
+        tok = self.tokenizer
         completion_mask, truncated = eos_mask(completion_ids, tok.eos_token_id)
         sampler_logprobs = torch.where(completion_mask.bool(), sampler_logprobs, torch.zeros_like(sampler_logprobs))
         texts = tok.batch_decode(

@@ -41,7 +41,7 @@ from repro.rollout.base import SamplingParams, group_seed
 from repro.rollout.hf import HFRollout
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.logprobs import completion_logits
-from repro.trainers.loop import clipped_update, drive_steps
+from repro.trainers.loop import adamw, clipped_update, drive_steps
 from repro.trainers.sequence_logps import EncodedRow, collate
 
 SOURCES = ("student", "teacher", "dataset")
@@ -105,10 +105,7 @@ class DistillationTrainer:
         self.forward_model = self.dp.wrap_model(model)  # DDP under several processes: the loss's forward/backward
         self.samples_drawn = 0  # prompts sampled so far: a prompt's sample seed under rollout_seeding per_group
         self.n_student, self.n_teacher = n_params(model), n_params(self.teacher)
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
-            weight_decay=self.t.weight_decay,
-        )  # fmt: skip
+        self.optimizer = adamw(model, self.t)
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(self.t.lr_scheduler_type, self.optimizer, self.t.warmup_steps, self.t.max_steps)

@@ -32,6 +32,18 @@ def mean_rows(window: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(sum(w[key] for w in window) / len(window)) for key in window[0]}
 
 
+def adamw(model: torch.nn.Module, t: Any) -> torch.optim.AdamW:
+    """AdamW on the model's parameters with the run's learning_rate, adam_beta1/2 and weight_decay; the fused kernel
+    (what transformers' Trainer, and so TRL, defaults to: ~3× quicker per step on the smoke model's CPU) unless the
+    parameters are FSDP shards (DTensors), which take the multi-tensor one."""
+    params = list(model.parameters())
+    sharded = any(type(p).__name__ == "DTensor" for p in params)
+    return torch.optim.AdamW(
+        params, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.weight_decay,
+        fused=not sharded or None,
+    )  # fmt: skip
+
+
 def clipped_update(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,

@@ -43,7 +43,7 @@ from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
 from repro.trainers.logprobs import completion_logprobs
-from repro.trainers.loop import clipped_update, json_line, mean_rows
+from repro.trainers.loop import adamw, clipped_update, json_line, mean_rows
 from repro.trainers.perception import make_probe
 
 
@@ -106,9 +106,7 @@ class OnlineRLTrainer:
         self.sampling = SamplingParams(
             t.num_generations, t.max_completion_length, t.temperature, t.top_p, t.top_k, cfg.data.max_prompt_length
         )
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.weight_decay
-        )
+        self.optimizer = adamw(model, t)
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(t.lr_scheduler_type, self.optimizer, t.warmup_steps, t.max_steps)

@@ -31,7 +31,7 @@ from repro.losses.preference import (
 )
 from repro.preference_config import PreferenceRunConfig
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
-from repro.trainers.loop import clipped_update, drive_steps, mean_rows
+from repro.trainers.loop import adamw, clipped_update, drive_steps, mean_rows
 from repro.trainers.sequence_logps import EncodedRow, encode_row, sequence_logps, sequence_logps_batched
 
 
@@ -77,10 +77,7 @@ class PreferenceTrainer:
         # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
         self.dp = dp or DataParallel.single()
         self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
-            weight_decay=self.t.weight_decay,
-        )  # fmt: skip
+        self.optimizer = adamw(model, self.t)
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(self.t.lr_scheduler_type, self.optimizer, self.t.warmup_steps, self.t.max_steps)
@@ -112,6 +109,11 @@ class PreferenceTrainer:
         if cache.is_file():
             stored = read_json(cache)
             values = torch.tensor(stored["ref_logps"], dtype=torch.float32)
+            if stored.get("n_examples", len(values)) != len(self.rows):
+                raise RuntimeError(
+                    f"{cache} holds reference log-probs of {stored.get('n_examples', len(values))} examples but this "
+                    f"run has {len(self.rows)} (the data changed under the run dir); delete it and rerun"
+                )
             if "indices" not in stored:
                 return values
             full = torch.full((stored["n_examples"], values.size(1)), float("nan"))  # [n, 1|2]

@@ -26,7 +26,7 @@ from repro.distributed import DataParallel
 from repro.losses.reward_model import reward_model_loss
 from repro.reward_model_config import RewardRunConfig
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
-from repro.trainers.loop import clipped_update, drive_steps, mean_rows
+from repro.trainers.loop import adamw, clipped_update, drive_steps, mean_rows
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,7 @@ class RewardModelTrainer:
         # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
         self.dp = dp or DataParallel.single()
         self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
-            weight_decay=self.t.weight_decay,
-        )  # fmt: skip
+        self.optimizer = adamw(model, self.t)
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(self.t.lr_scheduler_type, self.optimizer, self.t.warmup_steps, self.t.max_steps)

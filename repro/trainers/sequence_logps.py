@@ -53,16 +53,11 @@ def collate(rows: list[EncodedRow], pad_id: int) -> tuple[torch.Tensor, ...]:
     """(prompt_ids [N, P] left-padded, prompt_mask [N, P], completion_ids [N, T] right-padded, completion_mask [N, T])."""
     P = max(len(r.prompt) for r in rows)
     T = max(len(r.completion) for r in rows)
-    prompt_ids = torch.full((len(rows), P), pad_id, dtype=torch.long)  # [N, P]
-    prompt_mask = torch.zeros((len(rows), P), dtype=torch.long)  # [N, P]
-    completion_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)  # [N, T]
-    completion_mask = torch.zeros((len(rows), T), dtype=torch.long)  # [N, T]
-    for i, r in enumerate(rows):
-        if r.prompt:
-            prompt_ids[i, P - len(r.prompt) :] = torch.tensor(r.prompt)
-            prompt_mask[i, P - len(r.prompt) :] = 1
-        completion_ids[i, : len(r.completion)] = torch.tensor(r.completion)
-        completion_mask[i, : len(r.completion)] = 1
+    # padded as Python lists, then one tensor each: per-row tensor writes cost more than the forward on small batches
+    prompt_ids = torch.tensor([[pad_id] * (P - len(r.prompt)) + r.prompt for r in rows], dtype=torch.long)  # [N, P]
+    prompt_mask = torch.tensor([[0] * (P - len(r.prompt)) + [1] * len(r.prompt) for r in rows], dtype=torch.long)
+    completion_ids = torch.tensor([r.completion + [pad_id] * (T - len(r.completion)) for r in rows])  # [N, T]
+    completion_mask = torch.tensor([[1] * len(r.completion) + [0] * (T - len(r.completion)) for r in rows])
     return prompt_ids, prompt_mask, completion_ids, completion_mask
 
 

@@ -30,7 +30,7 @@ from repro.schema import ConfigError
 from repro.sft_config import SFTRunConfig
 from repro.trainers.bema import BemaAverager, load_iterate, trainable_parameters
 from repro.trainers.checkpoint import load_checkpoint, load_checkpoint_tensors, save_checkpoint
-from repro.trainers.loop import clipped_update, drive_steps
+from repro.trainers.loop import adamw, clipped_update, drive_steps
 from repro.trainers.sft import completion_batch
 
 
@@ -115,10 +115,7 @@ class SFTTrainer:
                 "BEMA averages whole weights on every rank; run it with resources.data_parallel: ddp (or one process)"
             )
         self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.t.learning_rate, betas=(self.t.adam_beta1, self.t.adam_beta2),
-            weight_decay=self.t.weight_decay,
-        )  # fmt: skip
+        self.optimizer = adamw(model, self.t)
         self.scheduler = get_scheduler(self.t.lr_scheduler_type, self.optimizer, self.t.warmup, self.t.max_steps)
         self.params = trainable_parameters(model)
         # TRL's on_train_begin: θ₀ and the EMA start from the weights before any update
