@@ -20,6 +20,7 @@ from repro.data.preference import PreferencePair
 from repro.data.prompts import load_prompts
 from repro.rewards.functions import REWARDS
 from repro.rewards.grader import extract_answer, grade
+from repro.rollout.hf import eos_mask
 
 GRPO = {"num_generations": 8, "prompts_per_step": 16, "max_completion_length": 32, "learning_rate": 1e-4}
 DPO = {"batch_size": 16, "beta": 0.1, "learning_rate": 1e-4}
@@ -48,38 +49,40 @@ class Recorder:
         self.generate_hashes: list[str] = []
 
     def wrap_generate(self, model: torch.nn.Module) -> None:
-        """Reseed before every `generate` call (the same seeds on both sides: equal inputs give equal samples) and
-        count the completion tokens up to the first EOS, inclusive."""
+        """TRL's side: reseed before every `generate` call (the same seeds on both sides: equal inputs give equal
+        samples) and count the completion tokens up to the first EOS, inclusive."""
         inner = model.generate
 
         def generate(*args: Any, **kwargs: Any) -> Any:
-            torch.manual_seed(10_000 + len(self.generate_hashes))
+            self._reseed()
             out = inner(*args, **kwargs)
             sequences = out if torch.is_tensor(out) else out.sequences  # [N, P+T]
-            completions = sequences[:, kwargs["input_ids"].size(1) :]  # [N, T]
-            is_eos = completions == self.eos_id
-            ended = is_eos.any(dim=1)
-            first = torch.where(ended, is_eos.float().argmax(dim=1) + 1, completions.size(1))  # [N]
-            self.tokens += int(first.sum())
-            self.generate_hashes.append(hashlib.sha256(sequences.numpy().tobytes()).hexdigest()[:16])
+            completion_mask, _ = eos_mask(sequences[:, kwargs["input_ids"].size(1) :], self.eos_id)  # [N, T]
+            self._saw(sequences, int(completion_mask.sum()))
             return out
 
         model.generate = generate
 
     def wrap_rollout(self, rollout: Any) -> None:
-        """Our side: the same reseeding and counting around each rollout batch (its sampler need not be
-        `generate`), hashing prompt + completion ids as `generate` lays them out."""
+        """Our side: the same around each rollout batch (its sampler need not be `generate`), hashing prompt +
+        completion ids as `generate` lays them out."""
         inner = rollout._generate
 
         def generate(*args: Any, **kwargs: Any) -> Any:
-            torch.manual_seed(10_000 + len(self.generate_hashes))
+            self._reseed()
             batch = inner(*args, **kwargs)
-            self.tokens += int(batch.completion_mask.sum())
-            sequences = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)  # [N, P+T]
-            self.generate_hashes.append(hashlib.sha256(sequences.numpy().tobytes()).hexdigest()[:16])
+            self._saw(torch.cat([batch.prompt_ids, batch.completion_ids], dim=1), int(batch.completion_mask.sum()))
             return batch
 
         rollout._generate = generate
+
+    def _reseed(self) -> None:
+        torch.manual_seed(10_000 + len(self.generate_hashes))
+
+    def _saw(self, sequences: torch.Tensor, tokens: int) -> None:
+        """One sampling call's output: its prompt + completion ids [N, P+T] (hashed) and its completion tokens."""
+        self.tokens += tokens
+        self.generate_hashes.append(hashlib.sha256(sequences.numpy().tobytes()).hexdigest()[:16])
 
     def record(self, out: Path, **extra: Any) -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

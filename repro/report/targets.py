@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from repro.io import read_yaml
 from repro.registry import unknown_name_message
 from repro.report.claims import DIRECTIONS, REDUCERS, TESTS, THRESHOLD_OPS, ClaimParams
 
@@ -625,7 +626,7 @@ def _ablation(raw: Any, where: Where, variants: list[str]) -> Ablation:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return read_yaml(path)  # parsed once per file version (the catalog index reads every paper's)
     except FileNotFoundError:
         raise TargetsError(f"{path}: file not found") from None
     except yaml.YAMLError as err:

@@ -72,8 +72,8 @@ def logits_warpers(temperature: float, top_k: int, top_p: float) -> list[Any]:
 
 
 class _Cache:
-    """Keys and values [n, KV, L, D] per layer, which positions hold a valid token [n, L], and each row's index
-    in the full batch; rows are dropped by `keep`."""
+    """Keys and values [n, KV, L, D] per layer and which positions hold a valid token [n, L]; `keep` selects rows
+    (copies a prompt's cache to its samples, drops finished rows)."""
 
     def __init__(self, layers: int, n: int, kv_heads: int, length: int, head_dim: int, like: torch.Tensor) -> None:
         shape = (n, kv_heads, length, head_dim)
@@ -143,12 +143,11 @@ def sample(
     attn0 = model.model.layers[0].self_attn
     kv_heads = attn0.k_proj.out_features // attn0.head_dim
     warpers = logits_warpers(temperature, top_k, top_p)
-    prefill = _Cache(len(model.model.layers), n, kv_heads, P + max_new_tokens, attn0.head_dim, model.lm_head.weight)
-    prefill.valid[:, :P] = prompt_mask.bool()
+    cache = _Cache(len(model.model.layers), n, kv_heads, P + max_new_tokens, attn0.head_dim, model.lm_head.weight)
+    cache.valid[:, :P] = prompt_mask.bool()
     positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # [n, P], as `generate` sets them
-    logits = _forward(model, prefill, prompt_ids, positions, 0).repeat_interleave(G, dim=0)  # [N, V]
+    logits = _forward(model, cache, prompt_ids, positions, 0).repeat_interleave(G, dim=0)  # [N, V]
     rows = torch.arange(n, device=prompt_ids.device).repeat_interleave(G)  # [N] each sample's prompt
-    cache = prefill
     cache.keep(rows)  # [N, ...] each sample's copy of its prompt's cache
     next_position = positions[rows, -1:] + 1  # [N, 1]
     tokens = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=prompt_ids.device)  # [N, T]
@@ -172,9 +171,8 @@ def sample(
             break
         if (~running).sum() >= max(1, COMPACT_SHARE * len(alive)):  # drop finished rows from the batch
             keep = running.nonzero().squeeze(1)
-            alive, running, cache_rows = alive[keep], running[keep], keep
-            cache.keep(cache_rows)
-            picked, next_position = picked[keep], next_position[keep]
+            alive, running, picked, next_position = alive[keep], running[keep], picked[keep], next_position[keep]
+            cache.keep(keep)
         cache.valid[:, P + t] = True
         logits = _forward(model, cache, picked[:, None], next_position, P + t)  # [a, V]
         next_position = next_position + 1

@@ -40,7 +40,7 @@ def adamw(model: torch.nn.Module, t: Any) -> torch.optim.AdamW:
     sharded = any(type(p).__name__ == "DTensor" for p in params)
     return torch.optim.AdamW(
         params, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.weight_decay,
-        fused=not sharded or None,
+        fused=None if sharded else True,  # None: torch's default (multi-tensor) for DTensors
     )  # fmt: skip
 
 
