@@ -75,6 +75,29 @@ def test_models_outside_the_llama_family_use_generate(tiny_model_dir: str) -> No
         HFRollout(model, None, decode="fast")
 
 
+@pytest.mark.parametrize("sample", [False, True])
+def test_evaluation_decodes_what_generate_decodes(
+    tiny_model_dir: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, sample: bool
+) -> None:
+    """Held-out evaluation (greedy, and k samples per prompt in calls of whole groups) through the lean loop gives
+    `generate`'s completions and lengths, in batches smaller than the prompt list. Greedy runs on the plain tiny
+    model (the EOS-prone one would end every row at once)."""
+    from repro.eval.synthetic import generate_completions
+
+    model, tok = request.getfixturevalue("eos_prone") if sample else load_policy(tiny_model_dir)
+    kwargs = {"sample": sample, "temperature": 0.8, "max_new_tokens": 12, "batch_size": 6, "num_samples": 3}
+    torch.manual_seed(5)
+    lean = generate_completions(model, tok, PROMPTS, **kwargs)
+    monkeypatch.setattr(decode, "unsupported_reason", lambda model, length: "forced off")
+    torch.manual_seed(5)
+    hf = generate_completions(model, tok, PROMPTS, **kwargs)
+    assert len(lean[0]) == 3 * len(PROMPTS) and len(set(lean[0])) >= 4
+    assert len(set(lean[1])) >= (3 if sample else 1)  # sampled rows ended at several steps: compaction ran
+    assert lean == hf
+    if not sample:  # greedy: a prompt's rows agree
+        assert all(len(set(lean[0][3 * i : 3 * i + 3])) == 1 for i in range(len(PROMPTS)))
+
+
 def rows_and_grads(model, share: bool, monkeypatch: pytest.MonkeyPatch, T: int):
     torch.manual_seed(0)
     n, G, P = 5, 4, 7

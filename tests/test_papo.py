@@ -221,6 +221,51 @@ def test_vl_sampler_and_trainer_log_probs_agree(vl_dir: Path) -> None:
     assert torch.equal(both.extra_inputs["pixel_values"], batch.extra_inputs["pixel_values"][[0, 5, 3]])
 
 
+def test_vl_shared_prompt_forward_is_the_same_function(vl_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows sharing a prompt *and* its image run the prompt (image included) once; rows with the same text but
+    another image (PAPO's masked copies) are distinct prompts. Log-probs and gradients as the one-call forward."""
+    from repro.trainers import logprobs
+
+    model, tok = load_policy(str(vl_dir))
+    processor = load_processor(str(vl_dir))
+    model.train()
+    assert logprobs.can_share_prompts(model)
+    problems = held_out("count_colour", n=2)
+    texts, extra = encode_images(processor, [p.prompt for p in problems], [p.image for p in problems])
+    tok.padding_side = "left"
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    rows = torch.tensor([0, 0, 0, 1, 1, 1])
+    pixels = extra["pixel_values"][rows]  # [6, C, H, W]
+    pixels[2] = 0.0  # row 2: problem 0's text with another image
+    torch.manual_seed(0)
+    completion_ids = torch.randint(4, 30, (6, 4))
+    completion_mask = torch.ones(6, 4)
+    completion_mask[4, 2:] = 0
+    first, prompt_of = logprobs.distinct_prompts(
+        enc["input_ids"][rows], enc["attention_mask"][rows], {"pixel_values": pixels}
+    )
+    assert len(first) == 3 and prompt_of[0] == prompt_of[1] != prompt_of[2] and prompt_of[3] == prompt_of[5]
+    assert torch.equal(prompt_of[first], torch.arange(3))  # each distinct prompt's first row is one of its rows
+
+    def run(share: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(logprobs, "SHARED_PROMPT_MIN_SAVING", 1 if share else 10**9)
+        calls = []
+        hook = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+        model.zero_grad()
+        logp, _ = completion_logprobs(model, enc["input_ids"][rows], enc["attention_mask"][rows], completion_ids,
+                                      completion_mask, extra_inputs={"pixel_values": pixels})  # fmt: skip
+        hook.remove()
+        assert len(calls) == (2 if share else 1)
+        (logp * completion_mask).sum().backward()
+        return logp.detach() * completion_mask, torch.cat(
+            [q.grad.reshape(-1) for q in model.parameters() if q.grad is not None]
+        )
+
+    shared, full = run(True), run(False)
+    assert float((shared[0] - full[0]).abs().max()) < 1e-5
+    assert float((shared[1] - full[1]).norm() / full[1].norm()) < 1e-5
+
+
 def papo_cfg(variant: str, **train):
     cfg = load_paper_config(PAPO, "smoke", variant)
     train = {"per_device_train_batch_size": 8, "steps_per_generation": 2, "num_generations": 4, "beta": 0.0, **train}

@@ -485,3 +485,28 @@ def test_label_flip_also_applies_to_real_pairs_and_never_to_held_out(tmp_path: P
     raw["train"]["loss_type"] = "bco_unpaired"
     with pytest.raises(ConfigError, match="unpaired rows have no pair to flip"):
         resolve_preference(raw, "flip")
+
+
+def test_rows_are_encoded_in_one_batch_as_one_by_one(tiny_model_dir: str) -> None:
+    """The trainer's batched encoding gives each row what encoding it alone gives, under every length limit."""
+    from transformers import AutoTokenizer
+
+    from repro.trainers.sequence_logps import EncodedRow, encode_row, encode_rows
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    pairs = [("12+3=", "15"), ("7*8=", "56 is it"), ("", "1"), ("100-1=", "")]
+    limits = [(None, None, None), (3, None, None), (None, 2, None), (None, None, 7), (4, 3, 6)]
+    for limit in limits:
+        one_by_one = [
+            encode_row(tok, p, c, **dict(zip(("max_prompt_length", "max_completion_length", "max_length"), limit)))
+            for p, c in pairs
+        ]
+        assert encode_rows(tok, pairs, *limit) == one_by_one
+    row = encode_rows(tok, pairs[:1])[0]
+    assert row == EncodedRow(
+        tok("12+3=", add_special_tokens=False)["input_ids"],
+        tok("15", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+    )
+    assert encode_rows(tok, pairs, None, None, 7)[1].completion == encode_rows(tok, pairs)[1].completion[: 7 - 4]
+    with pytest.raises(ValueError, match="raise max_length"):
+        encode_rows(tok, pairs, None, None, 3)

@@ -171,7 +171,8 @@ def test_mixed_policy_gives_hand_computed_metrics_and_clean_generate_calls(tok: 
     assert (
         first_sample_call["eos_token_id"] == tok.eos_token_id and first_sample_call["pad_token_id"] == tok.pad_token_id
     )
-    assert len(stub.calls) == 1 + math.ceil(3 * 8 / 5)  # greedy in one batch, 24 samples in batches of 5
+    # greedy in one batch of 3 rows; samples in calls of whole groups: 5 rows hold no group of 8, so one per call
+    assert [len(call["input_ids"]) for call in stub.calls] == [3, 8, 8, 8]
     ids, mask = greedy_call["input_ids"], greedy_call["attention_mask"]  # [3, P]
     assert mask[0, 0] == 0 and ids[0, 0] == tok.pad_token_id and mask[0, -1] == 1  # left padding
     assert tok.decode(ids[1][mask[1].bool()]) == "<|im_start|>user\n123+456=<|im_end|>\n<|im_start|>assistant\n"

@@ -24,7 +24,7 @@ from repro.data.preference import PreferencePair
 from repro.rollout.base import SamplingParams
 from repro.rollout.hf import HFRollout
 from repro.trainers.logprobs import completion_logprobs
-from repro.trainers.sequence_logps import encode_row, sequence_logps_batched
+from repro.trainers.sequence_logps import encode_rows, sequence_logps_batched
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def pair_scores(
     The reference scores every pair (for ρ), and reaches the loss only when the loss uses a reference."""
     from repro.losses.preference import PreferenceLogps
 
-    rows = [encode_row(tokenizer, p.prompt, c, **limits) for c_or_r in ("chosen", "rejected") for p in pairs
-            for c in [getattr(p, c_or_r)]]  # fmt: skip
+    rows = encode_rows(tokenizer, [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs],
+                       **limits)  # fmt: skip
     B = len(pairs)
     pad = tokenizer.pad_token_id
     logps = sequence_logps_batched(model, rows, pad)  # [2B]

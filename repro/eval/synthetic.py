@@ -15,6 +15,7 @@ import torch
 from repro.data.templates import render
 from repro.eval.metrics import avg_at_k, maj_at_k, pass_at_k
 from repro.rewards.grader import extract_answer, grade
+from repro.rollout import decode
 from repro.rollout.hf import eos_mask
 
 
@@ -31,10 +32,14 @@ def generate_completions(
     max_new_tokens: int = 8,
     batch_size: int = 256,
     extra_inputs: dict[str, torch.Tensor] | None = None,
+    num_samples: int = 1,
 ) -> tuple[list[str], list[int]]:
-    """(completion texts cut at the first EOS, their lengths in tokens incl. EOS), batched, left-padded.
+    """(completion texts cut at the first EOS, their lengths in tokens incl. EOS), batched, left-padded;
+    `num_samples` completions per prompt, prompt-major (prompt i owns rows [i·num_samples, (i+1)·num_samples)).
 
     `extra_inputs` are row-aligned with `prompts` (a vision-language policy's pixel_values) and sliced alike.
+    Text policies of the Llama family are decoded by repro/rollout/decode.py (each prompt run once for its
+    samples; the same tokens `generate` draws from the same seed); others by `generate`.
     """
     tokenizer.padding_side = "left"
     texts: list[str] = []
@@ -44,25 +49,32 @@ def generate_completions(
         if sample
         else {"do_sample": False}
     )
-    for start in range(0, len(prompts), batch_size):
-        enc = tokenizer(
-            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        extra = {k: v[start : start + batch_size] for k, v in (extra_inputs or {}).items()}
-        out = model.generate(
-            **enc,
-            **extra,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            repetition_penalty=1.0,
-            **mode,
-        )
-        completion_ids = out[:, enc["input_ids"].size(1) :]  # [B, T]
-        mask, _ = eos_mask(completion_ids, tokenizer.eos_token_id)  # [B, T], 1 up to and including EOS
-        kept = completion_ids * mask + tokenizer.pad_token_id * (1 - mask)  # [B, T]
+    per_call = max(1, batch_size // num_samples)  # prompts per call: ≤ batch_size rows, in whole groups (≥ 1)
+    for start in range(0, len(prompts), per_call):
+        enc = tokenizer(prompts[start : start + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
+        ids, mask = enc["input_ids"], enc["attention_mask"]  # [n, P]
+        extra = {k: v[start : start + per_call] for k, v in (extra_inputs or {}).items()}
+        if not extra and decode.unsupported_reason(model, ids.size(1) + max_new_tokens) is None:
+            completion_ids, _ = decode.sample(
+                model, ids, mask, num_samples, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                temperature, top_k, top_p, greedy=not sample,
+            )  # fmt: skip
+        else:
+            out = model.generate(
+                input_ids=ids.repeat_interleave(num_samples, dim=0),
+                attention_mask=mask.repeat_interleave(num_samples, dim=0),
+                **{k: v.repeat_interleave(num_samples, dim=0) for k, v in extra.items()},
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                repetition_penalty=1.0,
+                **mode,
+            )
+            completion_ids = out[:, ids.size(1) :]  # [N, T]
+        eos, _ = eos_mask(completion_ids, tokenizer.eos_token_id)  # [N, T], 1 up to and including EOS
+        kept = completion_ids * eos + tokenizer.pad_token_id * (1 - eos)  # [N, T]
         texts += tokenizer.batch_decode(kept, skip_special_tokens=True)
-        lengths += mask.sum(dim=1).tolist()
+        lengths += eos.sum(dim=1).tolist()
     return texts, lengths
 
 
@@ -103,8 +115,9 @@ def evaluate_policy(
     sampled, lengths = generate_completions(
         model,
         tokenizer,
-        [p for p in prompts for _ in range(k)],  # prompt-major: problem i owns samples [i*k, (i+1)*k)
-        extra_inputs={key: v.repeat_interleave(k, dim=0) for key, v in extra.items()},
+        prompts,
+        num_samples=k,  # prompt-major: problem i owns samples [i*k, (i+1)*k)
+        extra_inputs=extra,
         sample=True,
         temperature=temperature,
         top_p=top_p,

@@ -134,15 +134,17 @@ def sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
+    greedy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """G samples per prompt, prompt-major: (completion ids [N, T] padded after EOS, log-prob of each sampled token
-    under the processed distribution [N, T], 0 after EOS); T is the longest completion, ≤ max_new_tokens."""
+    under the processed distribution [N, T], 0 after EOS); T is the longest completion, ≤ max_new_tokens.
+    `greedy`: the most likely token at each step, as `generate(do_sample=False)` (no warpers, no random draws)."""
     G = num_generations
     n, P = prompt_ids.shape
     N = n * G
     attn0 = model.model.layers[0].self_attn
     kv_heads = attn0.k_proj.out_features // attn0.head_dim
-    warpers = logits_warpers(temperature, top_k, top_p)
+    warpers = [] if greedy else logits_warpers(temperature, top_k, top_p)
     cache = _Cache(len(model.model.layers), n, kv_heads, P + max_new_tokens, attn0.head_dim, model.lm_head.weight)
     cache.valid[:, :P] = prompt_mask.bool()
     positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # [n, P], as `generate` sets them
@@ -159,9 +161,12 @@ def sample(
         scores = logits  # [a, V]
         for warp in warpers:
             scores = warp(None, scores)
-        probs = torch.softmax(scores, dim=-1)  # [a, V]
-        race = torch.empty(N, probs.size(1), device=probs.device).exponential_(1)  # [N, V]: every row, every step
-        picked = (probs / race[alive]).argmax(dim=1)  # [a] ~ Categorical(probs)
+        if greedy:
+            picked = scores.argmax(dim=1)  # [a]
+        else:
+            probs = torch.softmax(scores, dim=-1)  # [a, V]
+            race = torch.empty(N, probs.size(1), device=probs.device).exponential_(1)  # [N, V]: every row and step
+            picked = (probs / race[alive]).argmax(dim=1)  # [a] ~ Categorical(probs)
         picked = torch.where(running, picked, pad_id)
         tokens[alive, t] = picked
         logprobs[alive, t] = torch.where(running, torch.log_softmax(scores, -1).gather(1, picked[:, None])[:, 0], 0.0)

@@ -25,15 +25,18 @@ def completion_logits(
     """The raw logits that predict each completion token: [B, T, V] (position t scores o_t given q, o_<t).
 
     Position ids follow the attention mask, as `generate` does with left padding, so they match the sampler's.
-    When rows share a prompt (a GRPO group's G samples) and that saves enough prompt tokens, each distinct prompt
-    is run once and its keys and values serve all its rows (`_shared_prompt_logits`): the same function, with
-    the prompt's tokens computed (and backpropagated) once instead of once per row.
+    When rows share a prompt (a GRPO group's G samples; text and image for a VL policy) and that saves enough
+    prompt tokens, each distinct prompt is run once and its keys and values serve all its rows
+    (`_shared_prompt_logits`): the same function, with the prompt's tokens computed (and backpropagated) once
+    instead of once per row.
     """
-    if not extra_inputs and can_share_prompts(model):
-        distinct, rows = torch.unique(torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True)
-        P = prompt_ids.size(1)
-        if (len(rows) - len(distinct)) * P >= SHARED_PROMPT_MIN_SAVING:
-            return _shared_prompt_logits(model, distinct[:, :P], distinct[:, P:], rows, completion_ids, completion_mask)
+    if can_share_prompts(model):
+        first, rows = distinct_prompts(prompt_ids, prompt_mask, extra_inputs)  # [n], [B]
+        if (len(rows) - len(first)) * prompt_ids.size(1) >= SHARED_PROMPT_MIN_SAVING:
+            extra = {k: v[first] for k, v in (extra_inputs or {}).items()}  # [n, ...] each distinct prompt's image
+            return _shared_prompt_logits(
+                model, prompt_ids[first], prompt_mask[first], rows, completion_ids, completion_mask, extra
+            )
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [B, P+T]
     attention_mask = torch.cat([prompt_mask, completion_mask.to(prompt_mask.dtype)], dim=1)  # [B, P+T]
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, P+T]
@@ -48,13 +51,33 @@ def completion_logits(
     return logits[:, :-1, :]  # [B, T, V]
 
 
+def distinct_prompts(
+    prompt_ids: torch.Tensor,  # [B, P]
+    prompt_mask: torch.Tensor,  # [B, P]
+    extra_inputs: dict[str, torch.Tensor] | None = None,  # row-aligned image inputs: part of a prompt's identity
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the first row of each distinct prompt [n], each row's distinct prompt [B] in 0..n-1)."""
+    key = torch.cat([prompt_ids, prompt_mask], dim=1)  # [B, 2P]
+    for value in (extra_inputs or {}).values():
+        _, same_image = torch.unique(value.flatten(1), dim=0, return_inverse=True)  # [B]
+        key = torch.cat([key, same_image[:, None].to(key.dtype)], dim=1)
+    _, rows = torch.unique(key, dim=0, return_inverse=True)  # [B]
+    B = rows.numel()
+    first = torch.full((int(rows.max()) + 1 if B else 0,), B, dtype=torch.long, device=rows.device)  # [n]
+    first.scatter_reduce_(0, rows, torch.arange(B, device=rows.device), reduce="amin")
+    return first, rows
+
+
 def can_share_prompts(model: torch.nn.Module) -> bool:
-    """A plain (unwrapped, unsharded) decoder of a tested family without activation checkpointing: the models for
-    which a prompt's key/value cache is reused across rows with gradients (DDP and FSDP expect one forward per
-    backward; checkpointing turns the cache off)."""
+    """A plain (unwrapped, unsharded) decoder of a tested family, or a LLaVA-style policy around one, without
+    activation checkpointing: the models for which a prompt's key/value cache is reused across rows with gradients
+    (DDP and FSDP expect one forward per backward; checkpointing turns the cache off)."""
     from repro.rollout.decode import SUPPORTED_TYPES
 
-    if getattr(getattr(model, "config", None), "model_type", None) not in SUPPORTED_TYPES:
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) == "llava":
+        config = getattr(config, "text_config", None)  # the image enters through the prompt's forward only
+    if getattr(config, "model_type", None) not in SUPPORTED_TYPES:
         return False
     if isinstance(model, torch.nn.parallel.DistributedDataParallel) or type(model).__name__.startswith("FSDP"):
         return False
@@ -74,12 +97,18 @@ def _shared_prompt_logits(
     rows: torch.Tensor,  # [B] each row's prompt
     completion_ids: torch.Tensor,  # [B, T]
     completion_mask: torch.Tensor,  # [B, T]
+    extra_inputs: dict[str, torch.Tensor],  # [n, ...] each distinct prompt's image inputs; {} for text
 ) -> torch.Tensor:
     from transformers import DynamicCache
 
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # [n, P]
     prompt = model(
-        input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **extra_inputs,
     )
     first = prompt.logits[rows]  # [B, 1, V] predicts o_0
     T = completion_ids.size(1)

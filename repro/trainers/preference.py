@@ -32,7 +32,7 @@ from repro.losses.preference import (
 from repro.preference_config import PreferenceRunConfig
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.loop import adamw, clipped_update, drive_steps, mean_rows
-from repro.trainers.sequence_logps import EncodedRow, encode_row, sequence_logps, sequence_logps_batched
+from repro.trainers.sequence_logps import EncodedRow, encode_rows, sequence_logps, sequence_logps_batched
 
 
 class PreferenceTrainer:
@@ -73,7 +73,7 @@ class PreferenceTrainer:
             "max_completion_length": self.t.max_completion_length,
             "max_length": self.t.max_length,
         }
-        self.rows = [self._encode(e, limits) for e in examples]  # paired: (chosen, rejected); unpaired: (row,)
+        self.rows = self._encode(examples, limits)  # paired: (chosen, rejected); unpaired: (row,)
         # Data parallel: every rank draws the global batch (per-device size × ranks) and trains on its shard.
         self.dp = dp or DataParallel.single()
         self.forward_model = self.dp.wrap_model(model)  # FSDP shards `model` in place: before the optimizer
@@ -88,13 +88,12 @@ class PreferenceTrainer:
         self.metrics_rows: list[dict[str, Any]] = []
         self.ref_logps: torch.Tensor | None = None  # [n_examples, 2] (paired) or [n_examples, 1]
 
-    def _encode(self, example: Any, limits: dict[str, int | None]) -> tuple[EncodedRow, ...]:
+    def _encode(self, examples: list[Any], limits: dict[str, int | None]) -> list[tuple[EncodedRow, ...]]:
         if self.unpaired:
-            return (encode_row(self.tok, example.prompt, example.completion, **limits),)
-        return (
-            encode_row(self.tok, example.prompt, example.chosen, **limits),
-            encode_row(self.tok, example.prompt, example.rejected, **limits),
-        )
+            return [(row,) for row in encode_rows(self.tok, [(e.prompt, e.completion) for e in examples], **limits)]
+        chosen = encode_rows(self.tok, [(e.prompt, e.chosen) for e in examples], **limits)
+        rejected = encode_rows(self.tok, [(e.prompt, e.rejected) for e in examples], **limits)
+        return list(zip(chosen, rejected, strict=True))
 
     # ------------------------------------------------------------------ reference log-probs
 

@@ -33,20 +33,38 @@ def encode_row(
 ) -> EncodedRow:
     """Prompt keeps its last `max_prompt_length` tokens; the completion (+ EOS) its first
     `max_completion_length`; then prompt + completion is cut to `max_length` from the end (TRL's keep_start)."""
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    if max_prompt_length is not None:
-        p = p[-max_prompt_length:]
-    if max_completion_length is not None:
-        c = c[:max_completion_length]
-    if max_length is not None and len(p) + len(c) > max_length:
-        if len(p) >= max_length:
-            raise ValueError(
-                f"a prompt of {len(p)} tokens leaves no room for its completion under max_length={max_length}; "
-                "raise max_length or set data.max_prompt_length"
-            )
-        c = c[: max_length - len(p)]
-    return EncodedRow(p, c)
+    limits = (max_prompt_length, max_completion_length, max_length)
+    return encode_rows(tokenizer, [(prompt, completion)], *limits)[0]
+
+
+def encode_rows(
+    tokenizer: Any,
+    pairs: list[tuple[str, str]],
+    max_prompt_length: int | None = None,
+    max_completion_length: int | None = None,
+    max_length: int | None = None,
+) -> list[EncodedRow]:
+    """`encode_row` for many (prompt, completion) pairs: two batched tokenizer calls instead of two per row."""
+    if not pairs:
+        return []
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
+    rows = []
+    for p, c in zip(prompts, completions, strict=True):
+        c = c + [tokenizer.eos_token_id]
+        if max_prompt_length is not None:
+            p = p[-max_prompt_length:]
+        if max_completion_length is not None:
+            c = c[:max_completion_length]
+        if max_length is not None and len(p) + len(c) > max_length:
+            if len(p) >= max_length:
+                raise ValueError(
+                    f"a prompt of {len(p)} tokens leaves no room for its completion under max_length={max_length}; "
+                    "raise max_length or set data.max_prompt_length"
+                )
+            c = c[: max_length - len(p)]
+        rows.append(EncodedRow(p, c))
+    return rows
 
 
 def collate(rows: list[EncodedRow], pad_id: int) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,113 @@
+"""Where a Snakemake run's time went, from its log: per rule and per paper, job-seconds and the run's wall time.
+
+    snakemake -c2 > catalog.log 2>&1        # any run of this project's DAG, its stdout and stderr kept
+    python benchmarks/dag_costs.py catalog.log
+
+Job-seconds are each job's start-to-finish time as the log stamps it (1 s resolution), so with two jobs at a
+time they add up to about twice the wall time; `share` is a rule's (or paper's) part of all job-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+STARTED = re.compile(r"^(?:local)?rule (\w+):$")
+JOBID = re.compile(r"^\s+jobid: (\d+)$")
+PAPER = re.compile(r"^\s+wildcards: .*\bpaper=(\w+)")
+FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+
+
+@dataclass
+class Job:
+    rule: str
+    started: datetime
+    paper: str = "-"
+    seconds: float | None = None  # None: never finished in this log
+
+
+@dataclass
+class Costs:
+    jobs: dict[int, Job] = field(default_factory=dict)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def finished(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.seconds is not None]
+
+
+def parse(lines: list[str]) -> Costs:
+    costs = Costs()
+    stamp: datetime | None = None
+    pending: Job | None = None  # a job whose `jobid:` line is still to come
+    for line in lines:
+        line = line.rstrip("\n")
+        if m := STAMP.match(line):
+            stamp = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
+            costs.first = costs.first or stamp
+            costs.last = stamp
+        elif (m := STARTED.match(line)) and stamp is not None:
+            pending = Job(m.group(1), stamp)
+        elif (m := JOBID.match(line)) and pending is not None:
+            costs.jobs[int(m.group(1))] = pending
+        elif (m := PAPER.match(line)) and pending is not None:
+            pending.paper = m.group(1)
+        elif (m := FINISHED.match(line)) and stamp is not None:
+            job = costs.jobs.get(int(m.group(1)))
+            if job is not None:
+                job.seconds = (stamp - job.started).total_seconds()
+                pending = None
+    return costs
+
+
+def table(groups: dict[str, list[float]], total: float, label: str) -> list[str]:
+    out = [f"| {label} | jobs | job-seconds | mean s | max s | share |", "|---|---|---|---|---|---|"]
+    for name, secs in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+        share = sum(secs) / total if total else 0.0
+        out.append(
+            f"| {name} | {len(secs)} | {sum(secs):.0f} | {sum(secs) / len(secs):.1f} | {max(secs):.0f} | {share:.1%} |"
+        )
+    return out
+
+
+def report(costs: Costs) -> str:
+    done = costs.finished()
+    if not done or costs.first is None or costs.last is None:
+        raise SystemExit("no finished Snakemake jobs in this log: pass the log of a run (its stdout and stderr)")
+    total = sum(j.seconds or 0.0 for j in done)
+    by_rule: dict[str, list[float]] = defaultdict(list)
+    by_paper: dict[str, list[float]] = defaultdict(list)
+    for j in done:
+        by_rule[j.rule].append(j.seconds or 0.0)
+        by_paper[j.paper].append(j.seconds or 0.0)
+    wall = (costs.last - costs.first).total_seconds()
+    unfinished = len(costs.jobs) - len(done)
+    lines = [
+        f"wall {wall / 60:.1f} min ({costs.first:%H:%M:%S} to {costs.last:%H:%M:%S}); {len(done)} jobs finished, "
+        f"{unfinished} started and not finished; {total / 60:.1f} job-minutes",
+        "",
+        *table(by_rule, total, "rule"),
+        "",
+        *table(by_paper, total, "paper"),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("log", type=Path, help="a Snakemake run's output (stdout and stderr)")
+    args = parser.parse_args(argv)
+    if not args.log.is_file():
+        parser.error(f"{args.log}: no such file; redirect a snakemake run's output to a file and pass that")
+    print(report(parse(args.log.read_text(errors="replace").splitlines())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
