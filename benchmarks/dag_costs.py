@@ -2,6 +2,7 @@
 
     snakemake -c2 > catalog.log 2>&1        # any run of this project's DAG, its stdout and stderr kept
     python benchmarks/dag_costs.py catalog.log
+    python benchmarks/dag_costs.py catalog.log --since 10:05   # only jobs started from 10:05 on
 
 Job-seconds are each job's start-to-finish time as the log stamps it (1 s resolution), so with two jobs at a
 time they add up to about twice the wall time; `share` is a rule's (or paper's) part of all job-seconds.
@@ -76,8 +77,13 @@ def table(groups: dict[str, list[float]], total: float, label: str) -> list[str]
     return out
 
 
-def report(costs: Costs) -> str:
+def report(costs: Costs, since: str | None = None) -> str:
+    """`since` ("HH:MM"): count only the jobs started at or after that time of the run's first day."""
     done = costs.finished()
+    if since is not None and costs.first is not None:
+        hour, minute = (int(x) for x in since.split(":"))
+        cutoff = costs.first.replace(hour=hour, minute=minute, second=0)
+        done = [j for j in done if j.started >= cutoff]
     if not done or costs.first is None or costs.last is None:
         raise SystemExit("no finished Snakemake jobs in this log: pass the log of a run (its stdout and stderr)")
     total = sum(j.seconds or 0.0 for j in done)
@@ -87,10 +93,12 @@ def report(costs: Costs) -> str:
         by_rule[j.rule].append(j.seconds or 0.0)
         by_paper[j.paper].append(j.seconds or 0.0)
     wall = (costs.last - costs.first).total_seconds()
-    unfinished = len(costs.jobs) - len(done)
+    unfinished = sum(j.seconds is None for j in costs.jobs.values())
+    counted = f" ({len(done)} started from {since} on)" if since else ""
     lines = [
-        f"wall {wall / 60:.1f} min ({costs.first:%H:%M:%S} to {costs.last:%H:%M:%S}); {len(done)} jobs finished, "
-        f"{unfinished} started and not finished; {total / 60:.1f} job-minutes",
+        f"wall {wall / 60:.1f} min ({costs.first:%H:%M:%S} to {costs.last:%H:%M:%S}); "
+        f"{len(costs.finished())} jobs finished{counted}, {unfinished} started and not finished; "
+        f"{total / 60:.1f} job-minutes counted",
         "",
         *table(by_rule, total, "rule"),
         "",
@@ -102,10 +110,13 @@ def report(costs: Costs) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("log", type=Path, help="a Snakemake run's output (stdout and stderr)")
+    parser.add_argument("--since", help="HH:MM: only jobs started then or later (e.g. after other work stopped)")
     args = parser.parse_args(argv)
     if not args.log.is_file():
         parser.error(f"{args.log}: no such file; redirect a snakemake run's output to a file and pass that")
-    print(report(parse(args.log.read_text(errors="replace").splitlines())))
+    if args.since is not None and not re.fullmatch(r"\d\d:\d\d", args.since):
+        parser.error(f"--since {args.since!r}: give a time of day as HH:MM, e.g. --since 10:05")
+    print(report(parse(args.log.read_text(errors="replace").splitlines()), args.since))
     return 0
 
 

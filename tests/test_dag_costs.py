@@ -29,7 +29,7 @@ rule train:
 Finished jobid: 8 (Rule: train)
 1 of 4 steps (25%) done
 
-[Wed Dec  2 09:14:52 2026]
+[Wed Dec  2 09:15:00 2026]
 localrule evaluate:
     jobid: 9
     wildcards: paper=dpo, tier=smoke, variant=dpo, seed=1
@@ -37,7 +37,7 @@ localrule evaluate:
 [Wed Dec  2 09:15:08 2026]
 Finished jobid: 7 (Rule: train)
 
-[Wed Dec  2 09:15:01 2026]
+[Wed Dec  2 09:15:09 2026]
 Finished jobid: 9 (Rule: evaluate)
 
 [Wed Dec  2 09:15:10 2026]
@@ -57,6 +57,8 @@ def test_job_seconds_per_rule_and_paper() -> None:
     assert "| train | 2 | 98 | 49.0 | 57 | 91.6% |" in text
     assert "| evaluate | 1 | 9 | 9.0 | 9 | 8.4% |" in text
     assert "| dpo | 2 | 50 | 25.0 | 41 | 46.7% |" in text
+    later = dag_costs.report(costs, since="09:15")
+    assert "3 jobs finished (1 started from 09:15 on)" in later and "| evaluate | 1 | 9 | 9.0 | 9 | 100.0% |" in later
 
 
 def test_a_log_without_finished_jobs_is_refused(tmp_path: Path) -> None:
@@ -72,3 +74,10 @@ def test_a_log_without_finished_jobs_is_refused(tmp_path: Path) -> None:
         text=True,
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    log.write_text(LOG)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dag_costs.py"), str(log), "--since", "9h"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "HH:MM" in bad.stderr
