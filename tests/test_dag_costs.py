@@ -61,23 +61,19 @@ def test_job_seconds_per_rule_and_paper() -> None:
     assert "3 jobs finished (1 started from 09:15 on)" in later and "| evaluate | 1 | 9 | 9.0 | 9 | 100.0% |" in later
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dag_costs.py"), *args], capture_output=True, text=True
+    )
+
+
 def test_a_log_without_finished_jobs_is_refused(tmp_path: Path) -> None:
     log = tmp_path / "empty.log"
     log.write_text("Building DAG of jobs...\nNothing to be done.\n")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "dag_costs.py"), str(log)], capture_output=True, text=True
-    )
+    done = run_cli(str(log))
     assert done.returncode == 1 and "no finished Snakemake jobs" in done.stderr
-    missing = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "dag_costs.py"), str(tmp_path / "nope.log")],
-        capture_output=True,
-        text=True,
-    )
+    missing = run_cli(str(tmp_path / "nope.log"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
     log.write_text(LOG)
-    bad = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "dag_costs.py"), str(log), "--since", "9h"],
-        capture_output=True,
-        text=True,
-    )
+    bad = run_cli(str(log), "--since", "9h")
     assert bad.returncode == 2 and "HH:MM" in bad.stderr

@@ -66,6 +66,7 @@ def test_models_outside_the_llama_family_use_generate(tiny_model_dir: str) -> No
     assert "gpt2" in decode.unsupported_reason(gpt2, 32)
     model, _ = load_policy(tiny_model_dir)
     assert decode.unsupported_reason(model, 32) is None
+    assert "pixel_values" in decode.unsupported_reason(model, 32, {"pixel_values": torch.zeros(1, 3, 4, 4)})
     model.config.sliding_window = 16
     assert decode.unsupported_reason(model, 32) == "sliding-window attention"
     model.config.sliding_window = None
@@ -88,7 +89,7 @@ def test_evaluation_decodes_what_generate_decodes(
     kwargs = {"sample": sample, "temperature": 0.8, "max_new_tokens": 12, "batch_size": 6, "num_samples": 3}
     torch.manual_seed(5)
     lean = generate_completions(model, tok, PROMPTS, **kwargs)
-    monkeypatch.setattr(decode, "unsupported_reason", lambda model, length: "forced off")
+    monkeypatch.setattr(decode, "unsupported_reason", lambda model, length, extra=None: "forced off")
     torch.manual_seed(5)
     hf = generate_completions(model, tok, PROMPTS, **kwargs)
     assert len(lean[0]) == 3 * len(PROMPTS) and len(set(lean[0])) >= 4

@@ -54,7 +54,7 @@ def generate_completions(
         enc = tokenizer(prompts[start : start + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
         ids, mask = enc["input_ids"], enc["attention_mask"]  # [n, P]
         extra = {k: v[start : start + per_call] for k, v in (extra_inputs or {}).items()}
-        if not extra and decode.unsupported_reason(model, ids.size(1) + max_new_tokens) is None:
+        if decode.unsupported_reason(model, ids.size(1) + max_new_tokens, extra) is None:
             completion_ids, _ = decode.sample(
                 model, ids, mask, num_samples, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                 temperature, top_k, top_p, greedy=not sample,

@@ -35,8 +35,12 @@ GENERATION_DEFAULTS: dict[str, object] = {
 }  # fmt: skip
 
 
-def unsupported_reason(model: torch.nn.Module, total_length: int) -> str | None:
-    """Why this loop cannot decode `model` (None when it can)."""
+def unsupported_reason(
+    model: torch.nn.Module, total_length: int, extra_inputs: dict[str, torch.Tensor] | None = None
+) -> str | None:
+    """Why this loop cannot decode `model` (None when it can); `extra_inputs`: the call's image inputs, if any."""
+    if extra_inputs:
+        return f"extra model inputs ({', '.join(extra_inputs)}): the loop feeds token ids only"
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_TYPES:

@@ -107,9 +107,9 @@ class HFRollout:
 
     def _lean(self, extra: dict[str, torch.Tensor], total_length: int) -> bool:
         """Whether repro/rollout/decode.py samples this call (text only, one process's own weights)."""
-        if self.decode == "generate" or extra or self.synced_gpus:
+        if self.decode == "generate" or self.synced_gpus:
             return False
-        return decode.unsupported_reason(self.model, total_length) is None
+        return decode.unsupported_reason(self.model, total_length, extra) is None
 
     def _batch(
         self,
