@@ -49,6 +49,10 @@ def main() -> int:
         hint = " (build it: snakemake results/base/smoke/prepare.json)" if Path(args.model) == SMOKE_BASE else ""
         parser.error(f"--model {args.model}: no saved model there{hint}; or pass --model random")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    # Each worker runs alone on the cores: OpenMP's own default (spin briefly, then sleep) suits that; the passive
+    # policy that CI and `python -m repro` set for processes that share cores halves 2-thread speed on this VM
+    # (docs/performance.md). Both sides run under the same policy.
+    env.pop("OMP_WAIT_POLICY", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory(prefix="vs_trl_") as tmp:
         model_dir = build_model(Path(tmp) / "model") if args.model == "random" else str(ROOT / args.model)
@@ -85,7 +89,8 @@ def steps_per_s(record: dict[str, Any], warmup: int) -> float:
 
 def report(results: dict[str, dict[str, list[dict[str, Any]]]], warmup: int, model: str) -> int:
     repeats = len(next(iter(results.values()))["ours"])
-    print(f"model: {model}; steps/s after {warmup} warm-up steps, median of {repeats} runs per side")
+    print(f"model: {model}; steps/s after {warmup} warm-up steps, median of {repeats} runs per side", end="")
+    print("; OpenMP's default wait policy")
     print()
     print("| trainer | side | steps/s (each run) | s/step | gen tokens/s | peak RSS MB | first losses | same inputs |")
     print("|---|---|---|---|---|---|---|---|")

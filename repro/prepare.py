@@ -91,18 +91,26 @@ def load_base_config(path: Path) -> BaseModelConfig:
 
 
 def prepare_base(config_path: Path, out: Path) -> dict:
-    """A tiny warm-started base model, or (`kind: preference_data`) preference samples from a prepared one."""
-    if config_path.is_file() and (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("kind") == (
-        "preference_data"
-    ):
-        from repro.data.preference_synthetic import prepare_preference_data
+    """A tiny warm-started base model, or (`kind: preference_data`) preference samples from a prepared one.
+    Runs on two threads, the prepare_base rule's `threads: 2`; a caller in the same process (a test) keeps its own
+    setting afterwards."""
+    import torch
 
-        return prepare_preference_data(config_path, out)
-    return _prepare_model(config_path, out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        if config_path.is_file() and (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("kind") == (
+            "preference_data"
+        ):
+            from repro.data.preference_synthetic import prepare_preference_data
+
+            return prepare_preference_data(config_path, out)
+        return _prepare_model(config_path, out)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _prepare_model(config_path: Path, out: Path) -> dict:
-    import torch
 
     from repro.data.synthetic import held_out
     from repro.eval.synthetic import evaluate_policy
@@ -114,7 +122,6 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
 
     cfg = load_base_config(config_path)
     started = time.time()
-    torch.set_num_threads(2)
     processor = None
     if cfg.init_from is not None:
         from repro.models.grow import grow_depth

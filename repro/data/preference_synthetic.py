@@ -121,7 +121,6 @@ def prepare_preference_data(config_path: Path, out: Path, base_root: Path = Path
             f"`snakemake results/base/{spec.policy}/prepare.json`"
         )
     started = time.time()
-    torch.set_num_threads(2)
     torch.manual_seed(spec.seed)
     model, tokenizer = load_policy(str(policy_dir / "model"))
     model.eval()
