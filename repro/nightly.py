@@ -159,6 +159,20 @@ def detect(
 # --------------------------------------------------------------------------- baselines
 
 
+# What a baseline records of the code and machine it came from (the CPU: nightly_report warns across CPUs).
+BASELINE_PROVENANCE = (
+    "git_sha",
+    "git_dirty",
+    "code_sha256",
+    "packages",
+    "python",
+    "platform",
+    "cpu",
+    "cpu_count",
+    "gpu",
+)
+
+
 def baseline_path(paper: str, root: Path = Path(".")) -> Path:
     return root / BASELINE_DIR / f"{paper}.json"
 
@@ -182,10 +196,7 @@ def write_baseline(
         "max_steps": settings.max_steps,
         "seeds": settings.seeds,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "provenance": {
-            k: prov[k]
-            for k in ("git_sha", "git_dirty", "code_sha256", "packages", "python", "platform", "cpu_count", "gpu")
-        },  # fmt: skip
+        "provenance": {k: prov[k] for k in BASELINE_PROVENANCE},
         "config_sha256": configs,
         "metrics": {m: dict(sorted(v.items())) for m, v in sorted(metrics.items())},
     }

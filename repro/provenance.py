@@ -56,6 +56,7 @@ def collect_provenance(
         "packages": package_versions(),
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_name(),
         "platform": platform.platform(),
         "gpu": gpu_name(),
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -94,6 +95,26 @@ def git_state(repo: Path) -> tuple[str, bool | None]:
 
 def package_versions() -> dict[str, str]:
     return {name: _version(dist) for name, dist in PACKAGES.items()}
+
+
+# Vector extensions that select different CPU kernels (oneDNN, MKL, torch's own), widest first.
+CPU_ISAS = ("avx512f", "avx2", "avx", "sse4_2")
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU model and its widest vector extension, e.g. 'AMD EPYC (avx512f)' (Linux /proc/cpuinfo; elsewhere
+    what `platform` says). Two CPUs with different extensions run different kernels that round differently, and
+    training amplifies that: the nightly report says when its baselines come from another CPU."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return platform.processor() or platform.machine() or "unknown"
+    first = cpuinfo.split("\n\n", 1)[0]  # the first processor's block
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    isa = next((f for f in CPU_ISAS if f in flags), "no avx")
+    return f"{fields.get('model name') or platform.machine() or 'unknown'} ({isa})"
 
 
 def gpu_name() -> str | None:

@@ -143,3 +143,9 @@ def test_nightly_report_names_the_regression_and_exits_nonzero(tmp_path: Path) -
     )
     assert "(commit" in text or "(the baseline records no commit)" in text  # tmp_path is not a git checkout
     assert (tmp_path / "reports" / "nightly.html").is_file()
+    assert "another CPU" not in text  # the baseline was recorded here
+    baseline["provenance"]["cpu"] = "Other CPU (avx2)"
+    (tmp_path / "results" / "baselines" / "dft.json").write_text(json.dumps(baseline), encoding="utf-8")
+    _, md = nightly.run_nightly(tmp_path, tmp_path / "reports" / "nightly.md")
+    text = md.read_text(encoding="utf-8")
+    assert "**Baselines from another CPU.**" in text and "Baseline CPU: Other CPU (avx2); this run:" in text

@@ -22,6 +22,7 @@ KEYS = {
     "packages",
     "hostname",
     "cpu_count",
+    "cpu",
     "platform",
     "gpu",
     "timestamp_utc",
@@ -93,3 +94,10 @@ def test_code_hash_follows_the_core_not_other_paper_folders(tmp_path: Path) -> N
     (tmp_path / "repro" / "loss.py").write_text("x = 2\n", encoding="utf-8")  # uncommitted core edit
     assert collect_provenance(repo_dir=tmp_path)["code_sha256"] != before
     assert collect_provenance(repo_dir=tmp_path / "nowhere")["code_sha256"] is None
+
+
+def test_cpu_name_is_the_first_processors_model_and_widest_vector_extension() -> None:
+    info = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx avx2 avx512f\n\nprocessor\t: 1\n"
+    assert provenance.cpu_name(info) == "AMD EPYC (avx512f)"
+    assert provenance.cpu_name(info.replace(" avx512f", "")) == "AMD EPYC (avx2)"
+    assert provenance.cpu_name("model name : Old\nflags : fpu sse2\n") == "Old (no avx)"

@@ -32,7 +32,7 @@ def _wall_minutes(root: Path, seeds: list[int], variants: dict[str, str]) -> flo
 
 def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[Path, str]:
     """Write the report; returns (its path, a one-line summary for the terminal)."""
-    from repro.provenance import git_state
+    from repro.provenance import cpu_name, git_state
 
     settings, now, records, comparisons = outcome.settings, outcome.now, outcome.records, outcome.comparisons
     missing, commits, updated, variants = outcome.missing, outcome.commits, outcome.updated, outcome.variants
@@ -62,6 +62,23 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         ),
         verdict,
     ]
+    here = cpu_name()
+    other_cpu = {
+        p: (records[p].get("provenance") or {}).get("cpu") or "not recorded"
+        for p in comparisons
+        if p in records and (records[p].get("provenance") or {}).get("cpu") != here
+    }
+    if other_cpu:
+        counts = ", ".join(
+            f"{cpu} ({sum(c == cpu for c in other_cpu.values())})" for cpu in sorted(set(other_cpu.values()))
+        )
+        lines.append(
+            f"**Baselines from another CPU.** This run: {here}; the baselines of {len(other_cpu)} paper(s): {counts}. "
+            "Kernels for other vector extensions round differently and training amplifies it, so values can move "
+            "with no change in code or packages. Before reading a regression as the code's, run the baseline's "
+            "commit on this machine (a worktree at that commit, the same results/base, `snakemake nightly`): if it "
+            "gives this run's values, record baselines for this machine (below)."
+        )
     if updated:
         lines.append(f"Baselines written for {len(updated)} paper(s) (`git diff results/baselines` shows what moved).")
     rows = []
@@ -95,7 +112,8 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
                 ],
             )  # fmt: skip
             log = "\n".join(f"- {line}" for line in commits.get(paper, []))
-            lines.append(f"### `{paper}`\n\n{table}\n\nCommits since the baseline:\n\n{log}")
+            cpu = f"\n\nBaseline CPU: {other_cpu[paper]}; this run: {here}." if paper in other_cpu else ""
+            lines.append(f"### `{paper}`\n\n{table}{cpu}\n\nCommits since the baseline:\n\n{log}")
     drift = sorted(
         ((p, c) for p, cs in comparisons.items() for c in cs if not c.regressed and c.delta != 0.0),
         key=lambda pc: -abs(pc[1].delta) / max(pc[1].tolerance, 1e-12),
@@ -128,5 +146,6 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         headline
         + f" {n_compared} metrics compared over {len(now)} paper(s)"
         + (f"; wall time since the first training job: {wall:.1f} min" if wall is not None else "")
+        + (f" (baselines of {len(other_cpu)} paper(s) from another CPU: see the report)" if other_cpu else "")
     )
     return out_md, summary

@@ -339,12 +339,13 @@ def provenance_section(result: dict[str, Any]) -> str:
     prov = result.get("provenance") or {}
     packages = prov.get("packages") or {}
     dirty = " (dirty working tree)" if prov.get("git_dirty") else ""
+    cpu = f" ({prov['cpu']})" if prov.get("cpu") else ""  # model and vector extension: kernels round by them
     lines = [
         "## Provenance",
         (
             f"Report built from code `{_short_sha(prov.get('git_sha'))}`{dirty} at "
             f"{prov.get('timestamp_utc', '?')}; host {prov.get('hostname', '?')}, "
-            f"{prov.get('cpu_count', '?')} CPUs, GPU {prov.get('gpu') or 'none'}, "
+            f"{prov.get('cpu_count', '?')} CPUs{cpu}, GPU {prov.get('gpu') or 'none'}, "
             f"{prov.get('platform', '?')}, Python {prov.get('python', '?')}."
         ),
         md_table(["Package", "Version"], [[k, str(v)] for k, v in packages.items()]) if packages else "",
