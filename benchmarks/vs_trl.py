@@ -49,9 +49,9 @@ def main() -> int:
         hint = " (build it: snakemake results/base/smoke/prepare.json)" if Path(args.model) == SMOKE_BASE else ""
         parser.error(f"--model {args.model}: no saved model there{hint}; or pass --model random")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    # Each worker runs alone on the cores: OpenMP's own default (spin briefly, then sleep) suits that; the passive
-    # policy that CI and `python -m repro` set for processes that share cores halves 2-thread speed on this VM
-    # (docs/performance.md). Both sides run under the same policy.
+    # Each worker runs alone on the cores: OpenMP's own default (spin briefly, then sleep) suits that; a passive
+    # policy exported by the calling shell would halve 2-thread speed on this VM (docs/performance.md). Both sides
+    # run under the same policy.
     env.pop("OMP_WAIT_POLICY", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory(prefix="vs_trl_") as tmp:

@@ -111,7 +111,6 @@ def prepare_base(config_path: Path, out: Path) -> dict:
 
 
 def _prepare_model(config_path: Path, out: Path) -> dict:
-
     from repro.data.synthetic import held_out
     from repro.eval.synthetic import evaluate_policy
     from repro.models.loading import load_policy
