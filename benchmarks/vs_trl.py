@@ -89,8 +89,10 @@ def steps_per_s(record: dict[str, Any], warmup: int) -> float:
 
 def report(results: dict[str, dict[str, list[dict[str, Any]]]], warmup: int, model: str) -> int:
     repeats = len(next(iter(results.values()))["ours"])
-    print(f"model: {model}; steps/s after {warmup} warm-up steps, median of {repeats} runs per side", end="")
-    print("; OpenMP's default wait policy")
+    print(
+        f"model: {model}; steps/s after {warmup} warm-up steps, median of {repeats} runs per side;"
+        " OpenMP's default wait policy"
+    )
     print()
     print("| trainer | side | steps/s (each run) | s/step | gen tokens/s | peak RSS MB | first losses | same inputs |")
     print("|---|---|---|---|---|---|---|---|")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,15 +64,10 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         verdict,
     ]
     here = cpu_name()
-    other_cpu = {
-        p: (records[p].get("provenance") or {}).get("cpu") or "not recorded"
-        for p in comparisons
-        if p in records and (records[p].get("provenance") or {}).get("cpu") != here
-    }
+    baseline_cpus = {p: (records[p].get("provenance") or {}).get("cpu") for p in comparisons if p in records}
+    other_cpu = {p: cpu or "not recorded" for p, cpu in baseline_cpus.items() if cpu != here}
     if other_cpu:
-        counts = ", ".join(
-            f"{cpu} ({sum(c == cpu for c in other_cpu.values())})" for cpu in sorted(set(other_cpu.values()))
-        )
+        counts = ", ".join(f"{cpu} ({n})" for cpu, n in sorted(Counter(other_cpu.values()).items()))
         lines.append(
             f"**Baselines from another CPU.** This run: {here}; the baselines of {len(other_cpu)} paper(s): {counts}. "
             "Kernels for other vector extensions round differently and training amplifies it, so values can move "
