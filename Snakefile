@@ -9,6 +9,7 @@
 
 from repro import nightly
 from repro import workflow as wf
+from repro.prepare import PREPARE_THREADS
 
 TIER = config.get("tier", "smoke")
 SEEDS_OVERRIDE = config.get("seeds")  # --config seeds=N runs the first N seeds of the tier
@@ -111,7 +112,7 @@ rule prepare_base:
         "logs/base/{base}.log",
     params:
         python=PYTHON,
-    threads: 2
+    threads: PREPARE_THREADS
     conda:
         "envs/repro.yaml"
     shell:

@@ -18,6 +18,10 @@ from repro.config import EvalConfig
 from repro.io import write_json
 from repro.schema import ConfigError, from_dict
 
+# Threads of a base build; the Snakefile's prepare_base rule declares this many, so no other job shares its cores
+# (two threads that share cores with another process spin against it: docs/performance.md, wait policy section).
+PREPARE_THREADS = 2
+
 
 @dataclass(frozen=True)
 class TinyModelSpec:
@@ -92,12 +96,11 @@ def load_base_config(path: Path) -> BaseModelConfig:
 
 def prepare_base(config_path: Path, out: Path) -> dict:
     """A tiny warm-started base model, or (`kind: preference_data`) preference samples from a prepared one.
-    Runs on two threads, the prepare_base rule's `threads: 2`; a caller in the same process (a test) keeps its own
-    setting afterwards."""
+    Runs on PREPARE_THREADS threads; a caller in the same process (a test) keeps its own setting afterwards."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(PREPARE_THREADS)
     try:
         if config_path.is_file() and (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("kind") == (
             "preference_data"

@@ -15,6 +15,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite runs torch on one thread: on a busy 2-core machine two spinning OpenMP threads made a 0.7 s SFT
+    run take 18–51 s. Multi-process tests (tests/workers) set their own."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
 CHARS = list("0123456789+-*/=() abcdefghijklmnopqrstuvwxyz.,?:")
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"

@@ -22,8 +22,6 @@ from repro.distillation_config import DistillationRunConfig, resolve_distillatio
 from repro.losses.distillation import DISTILLATION_LOSSES, DistillationParams, generalized_jsd, token_divergence
 from repro.schema import ConfigError
 
-torch.set_num_threads(1)
-
 
 def raw_config(**train: Any) -> dict[str, Any]:
     return {

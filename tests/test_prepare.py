@@ -25,13 +25,9 @@ TINY_BASE = {
 def test_prepare_writes_a_loadable_model_and_its_scores(tmp_path: Path) -> None:
     config = tmp_path / "base.yaml"
     config.write_text(yaml.safe_dump(TINY_BASE))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        summary = prepare_base(config, tmp_path / "out")
-        assert torch.get_num_threads() == 1  # it trained on two threads and gave the caller's setting back
-    finally:
-        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == 1  # conftest's setting for the suite
+    summary = prepare_base(config, tmp_path / "out")
+    assert torch.get_num_threads() == 1  # it trained on PREPARE_THREADS and gave the caller's setting back
     assert read_json(tmp_path / "out" / "prepare.json") == summary  # JSON round-trips floats exactly
     scores = read_json(tmp_path / "out" / "eval.json")
     assert scores["n_problems"] == 6 and scores["k"] == 2

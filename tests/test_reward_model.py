@@ -35,7 +35,6 @@ from repro.losses.reward_model import reward_model_loss
 from repro.reward_model_config import RewardRunConfig, resolve_reward_model
 from repro.schema import ConfigError
 
-torch.set_num_threads(1)
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference" / "hh_rlhf_harmless_base_test.jsonl"
 
 PAIRS = [

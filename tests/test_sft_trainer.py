@@ -29,7 +29,6 @@ from repro.schema import ConfigError
 from repro.sft_config import BemaConfig, SFTRunConfig, resolve_sft
 from repro.trainers.bema import BemaAverager, bema_alpha, ema_beta, schedule_action, trainable_parameters
 
-torch.set_num_threads(1)
 ALPACA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sft" / "alpaca_en_demo.jsonl"
 EXAMPLES = [
     SFTExample("12+3=", "15"),
