@@ -6,6 +6,12 @@
 
 Job-seconds are each job's start-to-finish time as the log stamps it (1 s resolution), so with two jobs at a
 time they add up to about twice the wall time; `share` is a rule's (or paper's) part of all job-seconds.
+
+For a run that has not finished (the whole catalog takes hours), the last line projects its total: the jobs
+Snakemake planned (its `Job stats` table) that have not finished, at the mean job time of their rule so far,
+run at the concurrency seen so far (job-seconds per wall second). It assumes the jobs done so far are a fair
+sample of the rest, which the default profile's `scheduler-subsample` (random picks among ready jobs) makes
+likely but does not guarantee; a rule with no finished job yet is left out and named.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ STARTED = re.compile(r"^(?:local)?rule (\w+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
 PAPER = re.compile(r"^\s+wildcards: .*\bpaper=(\w+)")
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+STATS_ROW = re.compile(r"^(\w+)\s+(\d+)$")  # a row of Snakemake's `Job stats` table: rule, count
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Costs:
     jobs: dict[int, Job] = field(default_factory=dict)
     first: datetime | None = None
     last: datetime | None = None
+    planned: dict[str, int] = field(default_factory=dict)  # jobs per rule in the run's first `Job stats` table
 
     def finished(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.seconds is not None]
@@ -47,9 +55,17 @@ def parse(lines: list[str]) -> Costs:
     costs = Costs()
     stamp: datetime | None = None
     pending: Job | None = None  # a job whose `jobid:` line is still to come
+    in_stats = False  # inside the first `Job stats:` table
     for line in lines:
         line = line.rstrip("\n")
-        if m := STAMP.match(line):
+        if line == "Job stats:" and not costs.planned:
+            in_stats = True
+        elif in_stats:
+            if (m := STATS_ROW.match(line)) and m.group(1) != "total":
+                costs.planned[m.group(1)] = int(m.group(2))
+            elif line.startswith("total") or (not line.strip() and costs.planned):
+                in_stats = False
+        elif m := STAMP.match(line):
             stamp = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
             costs.first = costs.first or stamp
             costs.last = stamp
@@ -104,7 +120,28 @@ def report(costs: Costs, since: str | None = None) -> str:
         "",
         *table(by_paper, total, "paper"),
     ]
+    if costs.planned and since is None:
+        lines += ["", projection(costs, by_rule, wall)]
     return "\n".join(lines)
+
+
+def projection(costs: Costs, by_rule: dict[str, list[float]], wall: float) -> str:
+    """The run's projected total wall time, from its planned jobs, its means per rule and its concurrency."""
+    left = {rule: n - len(by_rule.get(rule, [])) for rule, n in costs.planned.items() if rule != "all"}
+    left = {rule: n for rule, n in left.items() if n > 0}
+    if not left:
+        return f"all {sum(costs.planned.values())} planned jobs finished"
+    concurrency = sum(sum(secs) for secs in by_rule.values()) / wall if wall else 0.0  # job-seconds per second
+    unknown = sorted(rule for rule in left if rule not in by_rule)
+    job_seconds = sum(n * sum(by_rule[r]) / len(by_rule[r]) for r, n in left.items() if r in by_rule)
+    more = job_seconds / concurrency if concurrency else float("inf")
+    counts = ", ".join(f"{rule} {n}" for rule, n in sorted(left.items(), key=lambda kv: -kv[1]))
+    missing = f"; not counted, no finished job yet: {', '.join(unknown)}" if unknown else ""
+    return (
+        f"projected: {sum(left.values())} jobs left ({counts}); at this run's mean per rule and its concurrency "
+        f"({concurrency:.2f} job-seconds per second) ~{more / 60:.1f} min more, ~{(wall + more) / 60:.1f} min "
+        f"in all{missing}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import dag_costs  # noqa: E402
 
 LOG = """Building DAG of jobs...
+Job stats:
+job         count
+--------  -------
+all             1
+evaluate        2
+report          1
+train           3
+total           7
+
 [Wed Dec  2 09:14:11 2026]
 localrule train:
     output: results/dapo/smoke/dapo/seed0/summary.json
@@ -57,8 +66,19 @@ def test_job_seconds_per_rule_and_paper() -> None:
     assert "| train | 2 | 98 | 49.0 | 57 | 91.6% |" in text
     assert "| evaluate | 1 | 9 | 9.0 | 9 | 8.4% |" in text
     assert "| dpo | 2 | 50 | 25.0 | 41 | 46.7% |" in text
+    # 2 train jobs (mean 49 s) and 1 evaluate (9 s) in 59 s of wall: 107 / 59 job-seconds per second; left: one
+    # train and one evaluate, (49 + 9) / (107 / 59) = 32.0 s more, and the report job, which has no mean yet
+    assert costs.planned == {"all": 1, "evaluate": 2, "report": 1, "train": 3}
+    assert text.endswith(
+        "projected: 3 jobs left (evaluate 1, report 1, train 1); at this run's mean per rule and its concurrency"
+        " (1.81 job-seconds per second) ~0.5 min more, ~1.5 min in all; not counted, no finished job yet: report"
+    )
     later = dag_costs.report(costs, since="09:15")
-    assert "3 jobs finished (1 started from 09:15 on)" in later and "| evaluate | 1 | 9 | 9.0 | 9 | 100.0% |" in later
+    assert (
+        "3 jobs finished (1 started from 09:15 on)" in later
+        and "projected" not in later
+        and "| evaluate | 1 | 9 | 9.0 | 9 | 100.0% |" in later
+    )
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,3 +97,8 @@ def test_a_log_without_finished_jobs_is_refused(tmp_path: Path) -> None:
     log.write_text(LOG)
     bad = run_cli(str(log), "--since", "9h")
     assert bad.returncode == 2 and "HH:MM" in bad.stderr
+
+
+def test_a_finished_run_projects_nothing() -> None:
+    costs = dag_costs.Costs(planned={"all": 1, "train": 2})
+    assert dag_costs.projection(costs, {"train": [10.0, 20.0]}, 15.0) == "all 3 planned jobs finished"
