@@ -494,7 +494,8 @@ def test_rows_are_encoded_in_one_batch_as_one_by_one(tiny_model_dir: str) -> Non
     from repro.trainers.sequence_logps import EncodedRow, encode_row, encode_rows
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    pairs = [("12+3=", "15"), ("7*8=", "56 is it"), ("", "1"), ("100-1=", "")]
+    # the last two share their prompts with the first two, as a pair's chosen and rejected rows do
+    pairs = [("12+3=", "15"), ("7*8=", "56 is it"), ("", "1"), ("100-1=", ""), ("12+3=", "16"), ("7*8=", "5")]
     limits = [(None, None, None), (3, None, None), (None, 2, None), (None, None, 7), (4, 3, 6)]
     for limit in limits:
         one_by_one = [

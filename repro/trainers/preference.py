@@ -91,9 +91,11 @@ class PreferenceTrainer:
     def _encode(self, examples: list[Any], limits: dict[str, int | None]) -> list[tuple[EncodedRow, ...]]:
         if self.unpaired:
             return [(row,) for row in encode_rows(self.tok, [(e.prompt, e.completion) for e in examples], **limits)]
-        chosen = encode_rows(self.tok, [(e.prompt, e.chosen) for e in examples], **limits)
-        rejected = encode_rows(self.tok, [(e.prompt, e.rejected) for e in examples], **limits)
-        return list(zip(chosen, rejected, strict=True))
+        n = len(examples)
+        rows = encode_rows(
+            self.tok, [(e.prompt, e.chosen) for e in examples] + [(e.prompt, e.rejected) for e in examples], **limits
+        )  # one call: each prompt is tokenized once for both of its rows
+        return list(zip(rows[:n], rows[n:], strict=True))
 
     # ------------------------------------------------------------------ reference log-probs
 

@@ -44,10 +44,14 @@ def encode_rows(
     max_completion_length: int | None = None,
     max_length: int | None = None,
 ) -> list[EncodedRow]:
-    """`encode_row` for many (prompt, completion) pairs: two batched tokenizer calls instead of two per row."""
+    """`encode_row` for many (prompt, completion) pairs: two batched tokenizer calls instead of two per row, and each
+    distinct prompt tokenized once (a preference pair's chosen and rejected rows share theirs; rows with the same
+    prompt share its token list, which nothing mutates)."""
     if not pairs:
         return []
-    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    distinct = list(dict.fromkeys(p for p, _ in pairs))
+    ids = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"], strict=True))
+    prompts = [ids[p] for p, _ in pairs]
     completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
     rows = []
     for p, c in zip(prompts, completions, strict=True):
