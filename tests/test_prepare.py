@@ -10,7 +10,7 @@ import yaml
 
 from repro.io import read_json
 from repro.models.loading import load_policy
-from repro.prepare import load_base_config, prepare_base
+from repro.prepare import PREPARE_THREADS, load_base_config, prepare_base
 from repro.schema import ConfigError
 
 TINY_BASE = {
@@ -25,7 +25,8 @@ TINY_BASE = {
 def test_prepare_writes_a_loadable_model_and_its_scores(tmp_path: Path) -> None:
     config = tmp_path / "base.yaml"
     config.write_text(yaml.safe_dump(TINY_BASE))
-    assert torch.get_num_threads() == 1  # conftest's setting for the suite
+    assert PREPARE_THREADS != 1  # else the check below could not tell a restore from no change
+    torch.set_num_threads(1)  # a caller's setting other than PREPARE_THREADS (the suite's own, from conftest)
     summary = prepare_base(config, tmp_path / "out")
     assert torch.get_num_threads() == 1  # it trained on PREPARE_THREADS and gave the caller's setting back
     assert read_json(tmp_path / "out" / "prepare.json") == summary  # JSON round-trips floats exactly
