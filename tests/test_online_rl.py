@@ -432,3 +432,47 @@ def test_lite_ppo_seed_batch_arithmetic_is_accepted() -> None:
                                                              gradient_accumulation_steps=2))  # fmt: skip
     with pytest.raises(ConfigError, match="must divide one another"):
         resolve(to_dict(bad), "test")
+
+
+# Off-policy by a second update on the generation (spg 2: 16 rows, 8 per update) or by a second pass over it
+# (spg 1: 8 rows, all in the first update); 4 steps are 2 generations either way.
+@pytest.mark.parametrize("spg, iterations, full, later", [(2, 1, [16, 16], [8, 8]), (1, 2, [8, 8], [])])
+def test_first_window_scores_its_old_log_probs_with_its_own_forward(
+    tiny_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spg: int,
+    iterations: int,
+    full: list[int],
+    later: list[int],
+) -> None:
+    """The first optimizer step of a generation sees pre-update weights, so its rows' old log-probs are their
+    training forward's: only the later rows are scored without grad, and training is what scoring all gave."""
+    import repro.trainers.online_rl as online_rl
+
+    scored: list[int] = []  # rows per no-grad scoring call
+
+    def counting(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            scored.append(args[1].size(0))
+        return completion_logprobs(*args, **kwargs)
+
+    monkeypatch.setattr(online_rl, "completion_logprobs", counting)
+    rows, calls = {}, {}
+    for reuse in (False, True):
+        torch.manual_seed(0)
+        model, tok = load_policy(str(tiny_dir))
+        cfg = smoke_cfg("dapo", per_device_train_batch_size=8, steps_per_generation=spg, num_generations=4,
+                        num_iterations=iterations, max_steps=4, save_steps=0)  # fmt: skip
+        problems = TASKS.get("addition").make(64, seed=0)
+        trainer = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), tmp_path / str(reuse), seed=0)
+        assert trainer.needs_old_logp and trainer.reuse_first_window_logp
+        trainer.reuse_first_window_logp = reuse
+        scored.clear()
+        rows[reuse] = trainer.train(progress=False)
+        calls[reuse] = list(scored)
+    assert calls == {False: full, True: later}  # rows scored without grad, per generation
+    keys = ["loss", "clip_frac", "grad_norm", "entropy", "logprob_gap", "reward_mean"]
+    assert [r[k] for r in rows[True] for k in keys] == pytest.approx(
+        [r[k] for r in rows[False] for k in keys], rel=1e-5, abs=1e-7
+    )

@@ -123,6 +123,17 @@ class OnlineRLTrainer:
             or t.rollout_correction != "none"
             or (t.kl_in_reward and t.beta != 0.0)
         )
+        # The first optimizer step of a generation updates pre-update weights, so its rows' old log-probs are their
+        # own training forward's (detached), as on-policy; only the later rows need the no-grad forward. Off when
+        # every row's old log-prob is needed before any update (ρ, in-reward KL, the gradient-variance probe) or
+        # when a window can span generations (GA > spg) or ranks hold shares of the rows.
+        self.reuse_first_window_logp = (
+            self.needs_old_logp
+            and t.spg >= t.gradient_accumulation_steps
+            and t.rollout_correction == "none"
+            and not (t.kl_in_reward and t.beta != 0.0)
+            and self.dp.world == 1
+        )
         self._first_window = True  # the first accumulation window of a generation sees pre-update weights
         self._window: list[dict[str, float]] = []  # micro-batch stats of the optimizer step being accumulated
 
@@ -266,8 +277,10 @@ class OnlineRLTrainer:
         )
         old_logp = ref_logp = None
         extra = b.extra_inputs  # row-aligned image inputs of a VL policy; {} for text
+        probe_variance = bool(t.grad_variance_every) and self.step % t.grad_variance_every == 0
+        reuse_first = self.reuse_first_window_logp and not probe_variance  # old log-probs filled in below
         with torch.no_grad():
-            if self.needs_old_logp:
+            if self.needs_old_logp and not reuse_first:
                 old_logp = self._batch_logprobs(self.model, b)  # [N, T]
             if t.beta != 0.0 and self.ref_model is not None:
                 ref_logp = self._batch_logprobs(self.ref_model, b)  # [N, T]
@@ -289,7 +302,7 @@ class OnlineRLTrainer:
             lo, hi = t.rollout_correction_clip_min, t.rollout_correction_clip_max
             rho = correct(old_logp, b.sampler_logprobs, b.completion_mask, lo, hi)  # [N, T] or [N, 1]
             gen_metrics.update(_ratio_stats(rho, b.completion_mask))
-        if t.grad_variance_every and self.step % t.grad_variance_every == 0:  # RLOO's variance claim
+        if probe_variance:  # RLOO's variance claim
             gen_metrics.update(self._grad_variance(b, mask, advantages, old_logp, ref_logp, rho))
             for name in t.grad_variance_estimators:  # other estimators on the same samples, weights and split
                 other = ADVANTAGES.get(name)(rewards, G, "none")  # [N]
@@ -300,6 +313,8 @@ class OnlineRLTrainer:
         masked = self.perception.masked_inputs(extra, self.step) if self.perception and extra else None
         order = torch.randperm(N)  # shuffle rows so micro-batches mix groups (as TRL does)
         chunks = [c for c in torch.tensor_split(order, t.spg) if len(c)]
+        if reuse_first:
+            old_logp = self._later_rows_logprobs(b, chunks[t.gradient_accumulation_steps :])  # [N, T]
         self.model.train()
         self._first_window = True
         for _ in range(t.num_iterations):
@@ -317,6 +332,8 @@ class OnlineRLTrainer:
                     extra_inputs={k: v[run] for k, v in extra.items()},
                 )  # [n, T]
                 m = mask[run]
+                if reuse_first and self._first_window:  # pre-update weights: ℓ_old = sg(ℓ) for these rows
+                    old_logp[run] = logp.detach()
                 pick = lambda x, r=run: None if x is None else x[r]  # noqa: E731
                 share = None if self.dp.world == 1 else RowShare(start, mask[rows])
                 out = policy_loss(
@@ -350,6 +367,10 @@ class OnlineRLTrainer:
                 # GA > spg (Lite PPO's seed: spg 8, GA 32): one step accumulates GA/spg whole generations.
                 end_of_generation = i == len(chunks) - 1 and t.spg >= t.gradient_accumulation_steps
                 if len(self._window) == t.gradient_accumulation_steps or end_of_generation:
+                    if reuse_first and self._first_window:  # every row's old log-prob is known now
+                        gen_metrics["logprob_gap"] = _masked_mean(
+                            (old_logp - b.sampler_logprobs).abs(), b.completion_mask
+                        )
                     self._first_window = False
                     self._optimizer_step(self._window, gen_metrics, pbar)
                     self._window = []
@@ -371,6 +392,21 @@ class OnlineRLTrainer:
             self.t.temperature, extra_inputs={k: v[mine] for k, v in b.extra_inputs.items()},
         )  # fmt: skip
         return self.dp.gather_rows(logp)
+
+    @torch.no_grad()
+    def _later_rows_logprobs(self, b: RolloutBatch, later_chunks: list[torch.Tensor]) -> torch.Tensor:
+        """Old log-probs [N, T] with the rows of `later_chunks` scored now (no grad, one process); the other rows
+        are zeros until the first window's training forward fills them in."""
+        old_logp = torch.zeros(b.completion_ids.shape, dtype=torch.float32)  # [N, T]
+        if not later_chunks:  # the first window is the whole generation (spg = GA, num_iterations > 1)
+            return old_logp
+        rows = torch.cat(later_chunks).sort().values  # [n]
+        logp, _ = completion_logprobs(
+            self.model, b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows],
+            self.t.temperature, extra_inputs={k: v[rows] for k, v in b.extra_inputs.items()},
+        )  # fmt: skip
+        old_logp[rows] = logp.to(old_logp.dtype)
+        return old_logp
 
     @torch.no_grad()
     def _whole_micro_batch(
