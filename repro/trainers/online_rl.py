@@ -115,23 +115,21 @@ class OnlineRLTrainer:
         self.prompt_cursor = 0
         self.groups_drawn = 0  # prompt groups drawn so far: a group's sample seed under rollout_seeding per_group
         self.metrics_rows: list[dict[str, Any]] = []
-        # Old log-probs are needed once an update can follow another on the same generation.
-        # The rollout correction ρ = π_old/π_rollout always needs the trainer's own pre-update log-probs.
+        # The rollout correction ρ = π_old/π_rollout and RLOO's in-reward KL need every row's pre-update log-prob
+        # before the first update; otherwise old log-probs are needed once an update can follow another on the same
+        # generation.
+        old_logp_before_updates = t.rollout_correction != "none" or (t.kl_in_reward and t.beta != 0.0)
         self.needs_old_logp = (
-            t.spg // t.gradient_accumulation_steps > 1
-            or t.num_iterations > 1
-            or t.rollout_correction != "none"
-            or (t.kl_in_reward and t.beta != 0.0)
+            t.spg // t.gradient_accumulation_steps > 1 or t.num_iterations > 1 or old_logp_before_updates
         )
         # The first optimizer step of a generation updates pre-update weights, so its rows' old log-probs are their
         # own training forward's (detached), as on-policy; only the later rows need the no-grad forward. Off when
-        # every row's old log-prob is needed before any update (ρ, in-reward KL, the gradient-variance probe) or
-        # when a window can span generations (GA > spg) or ranks hold shares of the rows.
+        # every row's old log-prob is needed before any update (above, and the gradient-variance probe) or when a
+        # window can span generations (GA > spg) or ranks hold shares of the rows.
         self.reuse_first_window_logp = (
             self.needs_old_logp
+            and not old_logp_before_updates
             and t.spg >= t.gradient_accumulation_steps
-            and t.rollout_correction == "none"
-            and not (t.kl_in_reward and t.beta != 0.0)
             and self.dp.world == 1
         )
         self._first_window = True  # the first accumulation window of a generation sees pre-update weights
@@ -385,15 +383,18 @@ class OnlineRLTrainer:
     def _batch_logprobs(self, model: torch.nn.Module, b: RolloutBatch) -> torch.Tensor:
         """Log-probs [N, T] of the sampled tokens (no grad) for the whole batch; under data parallelism each rank
         scores its share of the rows and the shares are gathered."""
-        rows = torch.arange(b.completion_ids.size(0))
-        _, mine = self._share(rows)
-        logp, _ = completion_logprobs(
-            model, b.prompt_ids[mine], b.prompt_mask[mine], b.completion_ids[mine], b.completion_mask[mine],
-            self.t.temperature, extra_inputs={k: v[mine] for k, v in b.extra_inputs.items()},
-        )  # fmt: skip
-        return self.dp.gather_rows(logp)
+        _, mine = self._share(torch.arange(b.completion_ids.size(0)))
+        return self.dp.gather_rows(self._rows_logprobs(model, b, mine))
 
     @torch.no_grad()
+    def _rows_logprobs(self, model: torch.nn.Module, b: RolloutBatch, rows: torch.Tensor) -> torch.Tensor:
+        """Log-probs [n, T] of the sampled tokens of `rows` (no grad)."""
+        logp, _ = completion_logprobs(
+            model, b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows],
+            self.t.temperature, extra_inputs={k: v[rows] for k, v in b.extra_inputs.items()},
+        )  # fmt: skip
+        return logp
+
     def _later_rows_logprobs(self, b: RolloutBatch, later_chunks: list[torch.Tensor]) -> torch.Tensor:
         """Old log-probs [N, T] with the rows of `later_chunks` scored now (no grad, one process); the other rows
         are zeros until the first window's training forward fills them in."""
@@ -401,11 +402,7 @@ class OnlineRLTrainer:
         if not later_chunks:  # the first window is the whole generation (spg = GA, num_iterations > 1)
             return old_logp
         rows = torch.cat(later_chunks).sort().values  # [n]
-        logp, _ = completion_logprobs(
-            self.model, b.prompt_ids[rows], b.prompt_mask[rows], b.completion_ids[rows], b.completion_mask[rows],
-            self.t.temperature, extra_inputs={k: v[rows] for k, v in b.extra_inputs.items()},
-        )  # fmt: skip
-        old_logp[rows] = logp.to(old_logp.dtype)
+        old_logp[rows] = self._rows_logprobs(self.model, b, rows).to(old_logp.dtype)
         return old_logp
 
     @torch.no_grad()
