@@ -2,16 +2,26 @@
 #
 #   snakemake papers/dapo                          reproduce one paper (tier from config; default smoke)
 #   snakemake papers/dapo --config tier=paper -n   the paper-scale DAG, without running it
+#   snakemake papers/dapo --config tier=small model=<folder or hub id> [data_dir=<folder>] [set="k=v;k=v"]
+#                                                  the same on your own model and data (repro/overrides.py): runs go
+#                                                  to results/<paper>/<tier>@<name>-<hash>/, the report to
+#                                                  reports/<paper>/<tier>@<name>-<hash>/report.md
 #
 # The target `papers/<paper>` is the paper folder itself. Its rule is forced on every invocation by
 # the default profile (profiles/default), declares the folder as update() output so Snakemake never
 # deletes it, and only prints where the report is: nothing under papers/ is ever written.
 
+import shlex
+
 from repro import nightly
 from repro import workflow as wf
+from repro.overrides import Overrides, tier_of
 from repro.prepare import PREPARE_THREADS
 
 TIER = config.get("tier", "smoke")
+OVERRIDES = Overrides.parse(config.get("model"), config.get("data_dir"), config.get("set"))
+LABEL = OVERRIDES.label(TIER)  # the results folder of this invocation's runs: the tier, or <tier>@<name>-<hash>
+OVERRIDE_ARGS = shlex.join(OVERRIDES.cli_args())
 SEEDS_OVERRIDE = config.get("seeds")  # --config seeds=N runs the first N seeds of the tier
 MAX_STEPS = config.get("max_steps")  # --config max_steps=N shortens every run (CI)
 PYTHON = config.get("python", "python")
@@ -21,7 +31,8 @@ wildcard_constraints:
     paper=r"[a-z][a-z0-9_]*",
     variant=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
-    tier=r"smoke|small|paper|nightly",
+    tier=r"(smoke|small|paper|nightly)(@[A-Za-z0-9._-]+)?",  # a results folder: the tier, or tier@<overrides>
+    label=r"(smoke|small|paper)@[A-Za-z0-9._-]+",
     base=r"[a-z][a-z0-9_]*",
     benchmark=r"[a-z][a-z0-9_]*",
 
@@ -53,16 +64,35 @@ def eval_files(wildcards):
         paper=wildcards.paper,
         tier=wildcards.tier,
         variant=wf.variants(wildcards.paper),
-        seed=wf.seeds(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE),
+        seed=wf.seeds(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=OVERRIDES),
     )
 
 
 def bench_files(wildcards):
-    return wf.benchmark_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE)
+    return wf.benchmark_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=OVERRIDES)
 
 
 def run_resource(name):
-    return lambda wildcards: wf.resources(wildcards.paper, wildcards.tier, wildcards.variant)[name]
+    return lambda wildcards: wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)[name]
+
+
+def run_threads(wildcards):
+    """A run's CPU threads (its tier's resources.threads; Snakemake scales a claim above --cores down to it); the job
+    gets them as $REPRO_THREADS, which caps torch's threads (repro/runs.py use_threads)."""
+    return wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)["cpus_per_task"]
+
+
+def report_file(paper):
+    """The report of this invocation's runs: reports/<paper>/report.md, or reports/<paper>/<label>/ with overrides."""
+    return f"reports/{paper}/report.md" if LABEL == TIER else f"reports/{paper}/{LABEL}/report.md"
+
+
+# Before the first job runs (not on a dry run or a no-op rerun): `repro check` of every planned (paper, results
+# folder), with the overrides: every variant validates, the model and data files are where the config says, the
+# tokenizer has the chat template the prompts need, the stop tokens resolve. A bad path fails here, in seconds,
+# not after a base model is built or a checkpoint loaded.
+onstart:
+    wf.preflight(workflow.dag.needrun_jobs(), OVERRIDES, PYTHON)
 
 
 # The whole catalog: every paper's report, then the catalog index (reports/index.md, index.html). Each
@@ -86,7 +116,7 @@ rule all:
 
 rule paper:
     input:
-        "reports/{paper}/report.md",
+        lambda wildcards: report_file(wildcards.paper),
     output:
         update(directory("papers/{paper}")),
     log:
@@ -94,12 +124,13 @@ rule paper:
     params:
         python=PYTHON,
         tier=TIER,
+        html=lambda wildcards: report_file(wildcards.paper).replace(".md", ".html"),
     localrule: True
     conda:
         "envs/repro.yaml"
     shell:
         "{params.python} -m repro index --if-changed --out reports/index.md > {log} 2>&1 &&"
-        " echo 'report ({params.tier} tier): {input} (HTML: reports/{wildcards.paper}/report.html);"
+        " echo 'report ({params.tier} tier): {input} (HTML: {params.html});"
         " catalog: reports/index.html' | tee -a {log}"
 
 
@@ -121,7 +152,7 @@ rule prepare_base:
 
 rule train:
     input:
-        lambda wildcards: wf.run_inputs(wildcards.paper, wildcards.tier, wildcards.variant),
+        lambda wildcards: wf.run_inputs(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES),
     output:
         summary="results/{paper}/{tier}/{variant}/seed{seed}/summary.json",
         metrics="results/{paper}/{tier}/{variant}/seed{seed}/metrics.jsonl",
@@ -130,10 +161,16 @@ rule train:
         "logs/{paper}/{tier}/{variant}/seed{seed}/train.log",
     params:
         # one process, or `accelerate launch` over the tier's GPUs for a kind that shards its batch
-        python=lambda wildcards: wf.train_launcher(wildcards.paper, wildcards.tier, wildcards.variant, PYTHON),
+        python=lambda wildcards: wf.train_launcher(
+            wildcards.paper, wildcards.tier, wildcards.variant, PYTHON, overrides=OVERRIDES
+        ),
         max_steps=lambda wildcards: steps_flag(wildcards.tier),
-        model=lambda wildcards: wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant),
-    threads: 1
+        model=lambda wildcards: shlex.quote(
+            wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)
+        ),
+        tier=lambda wildcards: tier_of(wildcards.tier),
+        overrides=lambda wildcards: OVERRIDE_ARGS if wildcards.tier != tier_of(wildcards.tier) else "",
+    threads: run_threads
     resources:
         gpu=run_resource("gpus"),  # GPUs per node (the SLURM executor plugin reads `gpu`)
         nodes=run_resource("nodes"),
@@ -143,10 +180,10 @@ rule train:
     conda:
         "envs/repro.yaml"
     shell:
-        "{params.python} -m repro train --paper {wildcards.paper} --tier {wildcards.tier}"
+        "REPRO_THREADS={threads} {params.python} -m repro train --paper {wildcards.paper} --tier {params.tier}"
         " --variant {wildcards.variant} --seed {wildcards.seed}"
         " --out results/{wildcards.paper}/{wildcards.tier}/{wildcards.variant}/seed{wildcards.seed}"
-        " --expect-model {params.model} {params.max_steps} > {log} 2>&1"
+        " --expect-model {params.model} {params.max_steps} {params.overrides} > {log} 2>&1"
 
 
 rule evaluate:
@@ -158,11 +195,11 @@ rule evaluate:
         "logs/{paper}/{tier}/{variant}/seed{seed}/eval.log",
     params:
         python=PYTHON,
-    threads: 1
+    threads: run_threads
     conda:
         "envs/repro.yaml"
     shell:
-        "{params.python} -m repro eval"
+        "REPRO_THREADS={threads} {params.python} -m repro eval"
         " --run results/{wildcards.paper}/{wildcards.tier}/{wildcards.variant}/seed{wildcards.seed}"
         " --out {output} > {log} 2>&1"
 
@@ -177,13 +214,15 @@ rule benchmark:
         "logs/{paper}/{tier}/{variant}/seed{seed}/bench_{benchmark}.log",
     params:
         python=PYTHON,
-    threads: 1
+    threads: run_threads
     resources:
-        gpu=lambda wildcards: min(1, wf.resources(wildcards.paper, wildcards.tier, wildcards.variant)["gpus"]),
+        gpu=lambda wildcards: min(
+            1, wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)["gpus"]
+        ),
     conda:
         "envs/repro.yaml"
     shell:
-        "{params.python} -m repro bench"
+        "REPRO_THREADS={threads} {params.python} -m repro bench"
         " --run results/{wildcards.paper}/{wildcards.tier}/{wildcards.variant}/seed{wildcards.seed}"
         " --benchmark {wildcards.benchmark} --out {output} > {log} 2>&1"
 
@@ -208,7 +247,7 @@ rule compare:
 
 rule report:
     input:
-        compare=f"results/{{paper}}/{TIER}/compare.json",
+        compare=f"results/{{paper}}/{TIER}/compare.json",  # the plain tier; runs with overrides: report_labelled
     output:
         md="reports/{paper}/report.md",
         html="reports/{paper}/report.html",
@@ -222,6 +261,20 @@ rule report:
     shell:
         "{params.python} -m repro report --paper {wildcards.paper} --tier {params.tier}"
         " --compare {input.compare} --out {output.md} > {log} 2>&1"
+
+
+# The report of runs made with overrides (model=, data_dir=, set=): beside the plain tier's, never over it.
+use rule report as report_labelled with:
+    input:
+        compare="results/{paper}/{label}/compare.json",
+    output:
+        md="reports/{paper}/{label}/report.md",
+        html="reports/{paper}/{label}/report.html",
+    log:
+        "logs/{paper}/{label}/report.log",
+    params:
+        python=PYTHON,
+        tier=lambda wildcards: wildcards.label,
 
 
 # `snakemake reports/<paper>/ablation.md`: the paper's ablation table beside ours, with what each row adds.

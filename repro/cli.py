@@ -1,4 +1,5 @@
-"""python -m repro {prepare,train,eval,bench,rescore,compare,report,ablation,nightly,index,list,check}: the verbs the Snakefile calls."""
+"""python -m repro {prepare,standin,train,eval,bench,rescore,compare,report,ablation,nightly,index,list,check}: the verbs
+the Snakefile calls, and a few for people."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from repro.schema import ConfigError
 
@@ -20,6 +22,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, required=True, help="configs/base/<name>.yaml")
     s.add_argument("--out", type=Path, required=True)
 
+    s = sub.add_parser(
+        "standin",
+        help="build a tiny stand-in for a hub checkpoint (Qwen2 layout, BPE tokenizer, ChatML template, "
+        "generation_config with its own eos list, bf16): the small tier on CPU without a hub",
+    )
+    s.add_argument("--out", type=Path, required=True, help="the checkpoint folder to write")
+    s.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        default=None,
+        help="JSON Lines files with problem/answer rows to train the tokenizer on (repeatable; default: the local "
+        "GSM8K and MATH training copies)",
+    )
+    s.add_argument("--sft-steps", type=int, default=None, help="steps teaching it to end its turns (0: random init)")
+    s.add_argument("--layers", type=int, default=None, help="decoder layers (e.g. a deeper distillation teacher)")
+    s.add_argument("--seed", type=int, default=0)
+
     s = sub.add_parser("train", help="train one (paper, tier, variant, seed) run")
     s.add_argument("--paper", required=True)
     s.add_argument("--tier", default="smoke")
@@ -28,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--max-steps", type=int, default=None, help="shorten the run (CI)")
     s.add_argument("--expect-model", default=None, help="fail unless the config names this model (set by the DAG)")
+    _override_arguments(s)
 
     s = sub.add_parser("eval", help="evaluate a finished run on its held-out task")
     s.add_argument("--run", type=Path, required=True)
@@ -80,10 +101,40 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=LISTABLE)
     s.add_argument("--paper", default=None, help="for `list variants`")
 
-    s = sub.add_parser("check", help="validate every variant config of a paper at a tier (loads no model)")
-    s.add_argument("--paper", required=True)
+    s = sub.add_parser(
+        "check",
+        help="validate every variant config of a paper at a tier, and that its model, tokenizer, stop tokens and "
+        "data files are usable (loads no weights)",
+    )
+    s.add_argument("--paper", required=True, help="a paper id, or several separated by commas")
     s.add_argument("--tier", default="smoke")
+    s.add_argument(
+        "--configs-only",
+        action="store_true",
+        help="validate the configs alone (no model folder, tokenizer or data file is looked at: e.g. a paper tier "
+        "offline, whose hub models are not cached here)",
+    )
+    _override_arguments(s)
     return p
+
+
+def _override_arguments(s: argparse.ArgumentParser) -> None:
+    """Your own model and data without editing the paper folder (repro/overrides.py)."""
+    s.add_argument("--model", default=None, help="model.name_or_path: a local checkpoint folder or a hub id")
+    s.add_argument("--data-dir", default=None, help="where the data files the config names are looked up instead")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key with a YAML value, e.g. --set train.learning_rate=2e-6 (repeatable; validated as YAML is)",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> Any:
+    from repro.overrides import Overrides
+
+    return Overrides.parse(args.model, args.data_dir, args.set)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +152,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         from repro.prepare import prepare_base
 
         prepare_base(args.config, args.out)
+    elif args.verb == "standin":
+        import dataclasses
+
+        from repro.models.standin import DEFAULT_CORPUS, StandinSpec, build_standin
+
+        corpus = args.corpus or [Path(p) for p in DEFAULT_CORPUS]
+        if missing := [str(p) for p in corpus if not p.is_file()]:
+            raise ConfigError(f"standin: corpus file(s) {', '.join(missing)} do not exist; pass --corpus <jsonl>")
+        spec = StandinSpec(seed=args.seed)
+        changes = {"sft_steps": args.sft_steps, "num_hidden_layers": args.layers}
+        spec = dataclasses.replace(spec, **{k: v for k, v in changes.items() if v is not None})
+        import torch
+
+        torch.set_num_threads(1)  # a 100k-parameter model: a second thread only spins (docs/performance.md)
+        out = build_standin(args.out, corpus, spec)
+        print(f"stand-in checkpoint: {out} (try: python -m repro check --paper dapo --tier small --model {out})")
     elif args.verb == "train":
         from repro.runs import train_run
 
-        summary = train_run(args.paper, args.tier, args.variant, args.seed, args.out, args.max_steps, args.expect_model)
+        summary = train_run(
+            args.paper,
+            args.tier,
+            args.variant,
+            args.seed,
+            args.out,
+            args.max_steps,
+            args.expect_model,
+            _overrides(args),
+        )
         print(
             f"trained {args.paper}/{args.variant} seed {args.seed}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {args.out}"
         )
@@ -133,10 +209,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{result['benchmark']}: {result['metric_name']} {result['rescored']['previous_value']:.4f} -> "
             f"{result['value']:.4f} ({changed} of {len(result['items'])} items regraded differently)"
         )
-    elif args.verb == "compare":
+    elif args.verb == "compare":  # --tier: a results folder, the tier or <tier>@<overrides> (repro/overrides.py)
+        from repro.overrides import tier_of
         from repro.report.compare import write_compare
 
-        write_compare(Path("papers") / args.paper, Path("results") / args.paper / args.tier, args.tier, args.out)
+        results = Path("results") / args.paper / args.tier
+        write_compare(Path("papers") / args.paper, results, tier_of(args.tier), args.out, label=args.tier)
         print(f"compare -> {args.out}")
     elif args.verb == "report":
         from repro.report.html import write_html
@@ -173,12 +251,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         for line in _list(args.what, args.paper):
             print(line)
     elif args.verb == "check":
-        from repro import workflow
-        from repro.config import load_paper_config
+        from repro.preflight import check_papers
 
-        for variant in workflow.variants(args.paper):
-            load_paper_config(Path("papers") / args.paper, args.tier, variant)
-            print(f"ok {args.paper} tier={args.tier} variant={variant}")
+        papers = [p.strip() for p in args.paper.split(",") if p.strip()]
+        for line in check_papers(papers, args.tier, _overrides(args), sources=not args.configs_only):
+            print(line)
     return 0
 
 

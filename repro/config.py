@@ -24,6 +24,7 @@ import yaml
 
 from repro.io import read_yaml
 from repro.losses.presets import AXIS_NAMES, LossAxes
+from repro.overrides import Overrides
 from repro.schema import ConfigError, check_at_least, check_call_params, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
@@ -47,10 +48,18 @@ class DataConfig:
     problem_field: str = "problem"
     answer_field: str = "answer"
     max_prompt_length: int | None = None  # TRL's removed GRPOConfig field lands here
+    truncation_mode: str = "keep_end"  # which end of a longer prompt is kept (TRUNCATION_MODES)
     limit: int | None = None
 
 
 ROLLOUT_SEEDINGS = ("batch", "per_group")
+# How a prompt longer than data.max_prompt_length is cut. TRL 1.16's GRPOConfig has no prompt limit any more, so the
+# name and values follow DPOConfig's / SFTConfig's `truncation_mode` (trl/trainer/dpo_config.py, sft_config.py:
+# keep_start | keep_end). The default is TRL's for prompts, keep_end (cut from the left): GRPO, RLOO and GKD load
+# their processing class with `truncation_side="left"` (trl/trainer/grpo_trainer.py, rloo_trainer.py,
+# distillation_trainer.py) and SDPOConfig.max_prompt_length keeps `ids[-max_prompt_length:]`
+# (trl/experimental/sdpo/sdpo_trainer.py). DPO/SFT's own default, keep_start, cuts the whole sequence, not a prompt.
+TRUNCATION_MODES = ("keep_end", "keep_start")
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     save_steps: int = 50
     num_threads: int | None = None
+    # samples.jsonl: this many decoded completions of each optimizer step's generation (prompt, completion, reward;
+    # TRL's log_completions), picked without touching any random stream; 0 = off.
+    log_completions_per_step: int = 4
 
     @property
     def spg(self) -> int:
@@ -161,7 +173,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    task: str | None = None  # synthetic task for held-out accuracy (smoke tier)
+    # The held-out problems of `repro eval` (greedy, avg@k, pass@k, maj@k, graded by the one grader): a synthetic
+    # task (smoke tier), or `prompts`, a local .jsonl/.json/.parquet file or a hub dataset id (small, paper tiers).
+    task: str | None = None
+    prompts: str | None = None
+    split: str = "test"  # of `prompts`
+    problem_field: str | None = None  # of `prompts`; None: data.problem_field
+    answer_field: str | None = None  # None: data.answer_field
     n_problems: int = 200
     k: int = 8
     temperature: float = 1.0
@@ -315,9 +333,10 @@ def paper_layer_paths(paper_dir: Path, tier: str, variant: str) -> tuple[Path, P
     return tier_file, variant_file
 
 
-def merged_paper_config(paper_dir: Path, tier: str, variant: str) -> dict[str, Any]:
+def merged_paper_config(paper_dir: Path, tier: str, variant: str, overrides: Overrides | None = None) -> dict[str, Any]:
     """The tier's layers, then the variant's, then the variant's `tiers: {<tier>: ...}` block for this tier (what a
-    variant sets differently at one tier, e.g. a per-device batch that the paper tier splits over its GPUs)."""
+    variant sets differently at one tier, e.g. a per-device batch that the paper tier splits over its GPUs), then
+    the run's overrides (`model=`, `data_dir=`, `--set`: repro/overrides.py)."""
     tier_file, variant_file = paper_layer_paths(paper_dir, tier, variant)
     variant_layer = read_layer(variant_file)
     by_tier = variant_layer.pop("tiers", None) or {}
@@ -328,17 +347,18 @@ def merged_paper_config(paper_dir: Path, tier: str, variant: str) -> dict[str, A
     own = by_tier.get("smoke" if tier == NIGHTLY else tier) or {}
     if not isinstance(own, dict):
         raise ConfigError(f"{variant_file}: tiers.{tier}: must be a mapping of settings; got {own!r}")
-    return deep_merge(deep_merge(read_layer(tier_file), variant_layer), own)
+    merged = deep_merge(deep_merge(read_layer(tier_file), variant_layer), own)
+    return overrides.apply(merged, f"{paper_dir.name} tier={tier}") if overrides else merged
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def load_paper_config(paper_dir: str | Path, tier: str, variant: str) -> Any:
+def load_paper_config(paper_dir: str | Path, tier: str, variant: str, overrides: Overrides | None = None) -> Any:
     """The validated config of one run: a RunConfig, or another trainer kind's (repro/trainer_kinds.py)."""
     paper_dir = Path(paper_dir)
-    where = f"{paper_dir.name} tier={tier} variant={variant}"
-    return resolve(merged_paper_config(paper_dir, tier, variant), where)
+    where = f"{paper_dir.name} tier={tier} variant={variant}" + (f" ({overrides.describe()})" if overrides else "")
+    return resolve(merged_paper_config(paper_dir, tier, variant, overrides), where)
 
 
 def load_config_file(path: str | Path) -> Any:
@@ -477,10 +497,12 @@ def _check(cfg: RunConfig, where: str) -> None:
             ("train.max_completion_length", t.max_completion_length, 1),
             ("train.dynamic_sampling_max_tries", t.dynamic_sampling_max_tries, 1),
             ("train.grad_variance_every", t.grad_variance_every, 0),
+            ("train.log_completions_per_step", t.log_completions_per_step, 0),
             ("eval.k", cfg.eval.k, 1),
             ("eval.n_problems", cfg.eval.n_problems, 1),
         ],
     )
+    check_prompt_limit(where, cfg.data.max_prompt_length, cfg.data.truncation_mode)
     if t.learning_rate <= 0:
         fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if not 0 < t.top_p <= 1:
@@ -510,6 +532,12 @@ def _check(cfg: RunConfig, where: str) -> None:
             if param not in accepted and not takes_any:
                 valid = [p for p in accepted if p not in ("completions", "completion_lengths", "answers")]
                 fail(f"rewards.{name}.{param}", f"unknown parameter; valid: weight, {', '.join(valid)}")
+    if cfg.eval.task and cfg.eval.prompts:
+        fail("eval.prompts", "set either eval.task (a synthetic task) or eval.prompts (a problem file), not both")
+    if cfg.eval.prompts and cfg.eval.prompts == cfg.data.prompts and cfg.eval.split == cfg.data.split:
+        fail(
+            "eval.prompts", f"is the training data ({cfg.data.prompts}, split {cfg.data.split}); name held-out problems"
+        )
     if cfg.data.prompts.startswith("synthetic:") and cfg.eval.task:
         from repro.data.synthetic import HELD_OUT_N, HELD_OUT_SEED
 
@@ -531,6 +559,17 @@ def _check(cfg: RunConfig, where: str) -> None:
             )
     if cfg.model.name_or_path.startswith("prepared:") and not cfg.model.name_or_path[len("prepared:") :]:
         fail("model.name_or_path", "`prepared:` needs a base-model name, e.g. prepared:smoke")
+
+
+def check_prompt_limit(where: str, max_prompt_length: int | None, truncation_mode: str) -> None:
+    """data.max_prompt_length (at least 1, or null: no limit) and data.truncation_mode (TRUNCATION_MODES)."""
+    if max_prompt_length is not None and max_prompt_length < 1:
+        raise ConfigError(f"{where}: data.max_prompt_length: is {max_prompt_length}; it must be at least 1 or null")
+    if truncation_mode not in TRUNCATION_MODES:
+        raise ConfigError(
+            f"{where}: data.truncation_mode: is {truncation_mode!r}; it must be keep_end (a longer prompt keeps its "
+            "last tokens, TRL's default for prompts) or keep_start (it keeps its first tokens)"
+        )
 
 
 def _check_perception(t: TrainConfig, where: str) -> None:

@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from repro.config import ModelConfig, ResourcesConfig
+from repro.config import ModelConfig, ResourcesConfig, check_prompt_limit
 from repro.schema import ConfigError, check_at_least, from_dict
 
 SYNTHETIC = "synthetic:"
@@ -41,7 +41,8 @@ class DistillationDataConfig:
     answer_style: str = "plain"  # how the grader extracts the answer (repro/rewards/grader.py)
     problem_field: str = "problem"
     answer_field: str = "answer"
-    max_prompt_length: int | None = None  # prompts keep their last tokens
+    max_prompt_length: int | None = None  # longer prompts are cut to this many tokens
+    truncation_mode: str = "keep_end"  # which end of a longer prompt is kept (repro/config.py TRUNCATION_MODES)
     limit: int | None = None  # synthetic: how many training problems (default 20,000)
     data_seed: int = 0  # the problems: the same for every variant and training seed
 
@@ -78,6 +79,9 @@ class DistillationTrainConfig:
     eval_samples: int = 4  # samples per held-out problem in the monitor (avg@k)
     save_steps: int = 50
     num_threads: int | None = None
+    # samples.jsonl: this many decoded completions of each optimizer step's micro-batches (prompt, completion,
+    # source; TRL's log_completions), picked without touching any random stream; 0 = off.
+    log_completions_per_step: int = 4
 
     @property
     def batch_size(self) -> int:
@@ -186,6 +190,7 @@ def _check(cfg: DistillationRunConfig, where: str) -> None:
             ("train.eval_prompts", t.eval_prompts, 1),
             ("train.eval_samples", t.eval_samples, 1),
             ("train.save_steps", t.save_steps, 0),
+            ("train.log_completions_per_step", t.log_completions_per_step, 0),
             ("eval.n_problems", e.n_problems, 1),
             ("eval.k", e.k, 1),
             ("eval.max_new_tokens", e.max_new_tokens, 1),
@@ -229,6 +234,7 @@ def _check(cfg: DistillationRunConfig, where: str) -> None:
         fail("data.template", unknown_name_message("prompt template", d.template, TEMPLATES.names()))
     if d.answer_style not in ANSWER_STYLES:
         fail("data.answer_style", unknown_name_message("answer style", d.answer_style, list(ANSWER_STYLES)))
+    check_prompt_limit(where, d.max_prompt_length, d.truncation_mode)
     if d.limit is not None and d.limit < 1:
         fail("data.limit", f"is {d.limit}; it must be at least 1 or null")
     if not 0.0 < e.target_gap_fraction <= 1.0:

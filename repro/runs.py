@@ -5,6 +5,7 @@ Each verb validates its inputs first (config, paths) and only then loads models.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import importlib
@@ -17,11 +18,15 @@ from typing import Any
 
 from repro.config import RunConfig, config_hash, dump, load_paper_config, load_resolved
 from repro.io import read_json, write_json, write_text
+from repro.overrides import Overrides
 from repro.schema import ConfigError
 from repro.trainer_kinds import ONLINE_RL, kind_of
 from repro.workflow import PREPARED
 
 BASE_ROOT = Path("results/base")
+# The overrides (model=, data_dir=, --set) of the run being trained in this process: every kind's driver writes its
+# config and summary through `write_resolved` and `finish_run`, which record them.
+RUN_OVERRIDES: contextvars.ContextVar[Overrides | None] = contextvars.ContextVar("run_overrides", default=None)
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -37,6 +42,20 @@ def resolve_model_path(name_or_path: str) -> str:
             f"(or `python -m repro prepare --config configs/base/{base}.yaml --out results/base/{base}`)."
         )
     return str(path)
+
+
+THREADS_ENV = "REPRO_THREADS"  # the cores the scheduler gave this job (the Snakefile sets it from the rule's threads)
+
+
+def use_threads(configured: int) -> int:
+    """Set torch's intra-op threads: the config's count, capped by the job's cores ($REPRO_THREADS, set by the DAG)
+    and the machine's (a GPU box's 8 threads on a 2-core laptop would oversubscribe it); returns the count."""
+    import torch
+
+    cap = int(os.environ.get(THREADS_ENV) or 0) or os.cpu_count() or 1
+    threads = max(1, min(configured, cap, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def seed_everything(seed: int) -> None:
@@ -56,11 +75,13 @@ def train_run(
     out: Path,
     max_steps: int | None = None,
     expect_model: str | None = None,
+    overrides: Overrides | None = None,
 ) -> dict[str, Any]:
-    import torch
 
     started = time.time()
-    cfg = load_paper_config(Path("papers") / paper, tier, variant)  # validates before anything is loaded
+    overrides = overrides or Overrides()
+    RUN_OVERRIDES.set(overrides)
+    cfg = load_paper_config(Path("papers") / paper, tier, variant, overrides)  # validates before anything loads
     if max_steps:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=max_steps))
     if expect_model and expect_model != cfg.model.name_or_path:
@@ -68,6 +89,11 @@ def train_run(
             f"the DAG expected model {expect_model!r} but the config names {cfg.model.name_or_path!r}; rerun snakemake"
         )
     model_path = resolve_model_path(cfg.model.name_or_path)
+    from repro.preflight import check_sources
+
+    # the model folder, its tokenizer's templates and stop tokens, the data files: before any weights load
+    for note in check_sources(cfg, f"{paper} tier={tier} variant={variant}"):
+        print(note)
     from repro.distributed import launched_processes, require_single_process
 
     require_single_process(getattr(cfg, "trainer", ONLINE_RL))
@@ -75,7 +101,7 @@ def train_run(
         return kind.load("train")(cfg, paper, tier, variant, seed, out, model_path)
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.resolved.yaml", dump(cfg))
+    write_resolved(out, cfg)
 
     from repro.data.prompts import load_prompts
     from repro.distributed import DataParallel
@@ -95,7 +121,7 @@ def train_run(
 
     images = any(getattr(p, "image", None) is not None for p in prompts[:1])
     check_data_parallel(cfg, launched_processes(), images, strategy=cfg.resources.data_parallel)
-    torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    use_threads(cfg.train.num_threads or cfg.resources.threads)
     # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
     dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)  # the same seed on every rank: each draws the same prompts and shuffles alike
@@ -129,6 +155,13 @@ def train_run(
     return finish_run(cfg, out, rows, started, paper=paper, tier=tier, variant=variant, seed=seed)
 
 
+def write_resolved(out: Path, cfg: Any) -> None:
+    """config.resolved.yaml: every field explicit; a header comment names the run's overrides, if any."""
+    overrides = RUN_OVERRIDES.get() or Overrides()
+    header = f"# overrides on the paper folder's config: {overrides.describe()}\n" if overrides else ""
+    write_text(out / "config.resolved.yaml", header + dump(cfg))
+
+
 def finish_run(cfg: Any, out: Path, rows: list[dict[str, Any]], started: float, **identity: Any) -> dict[str, Any]:
     """Write summary.json (last: its presence marks a finished run) and drop the run's checkpoint."""
     from repro.distributed import launched_processes
@@ -139,6 +172,7 @@ def finish_run(cfg: Any, out: Path, rows: list[dict[str, Any]], started: float, 
         "steps": len(rows),
         "wall_time_s": time.time() - started,
         "model": cfg.model.name_or_path,
+        "overrides": (RUN_OVERRIDES.get() or Overrides()).as_record(),  # model=, data_dir=, --set
         "config_hash": config_hash(cfg),
         "processes": launched_processes(),  # data-parallel ranks (per-device batches × this = the global batch)
         "final": rows[-1] if rows else {},
@@ -161,38 +195,60 @@ def _save_model(model: Any, tokenizer: Any, path: Path, weights: dict[str, Any] 
 
 
 def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
-    import torch
 
     cfg = load_resolved(run_dir / "config.resolved.yaml")
     if (kind := kind_of(cfg)) is not None:
         return kind.load("evaluate")(run_dir, cfg, out)
-    if not cfg.eval.task:
-        raise ConfigError(f"{run_dir}: eval.task is not set; name the synthetic task to evaluate on")
-    from repro.data.synthetic import held_out
     from repro.eval.synthetic import evaluate_policy
     from repro.models.loading import load_policy
     from repro.models.vision import load_processor
 
-    torch.set_num_threads(cfg.resources.threads)
+    problems = held_out_problems(cfg, str(run_dir))  # the same problems for every run; read before any model
+    use_threads(cfg.resources.threads)
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
-    problems = held_out(cfg.eval.task, n=cfg.eval.n_problems, seed=cfg.eval.seed)  # the same problems for every run
     sampling_seed = cfg.eval.seed + run_seed  # sampling noise differs per run, and is shared with its base eval
-    model, tokenizer = load_policy(str(run_dir / "model"))
+    model, tokenizer = load_policy(str(run_dir / "model"), cfg.model.dtype, cfg.model.trust_remote_code)
     processor = load_processor(str(run_dir / "model"))
     result = _evaluate(model, tokenizer, cfg, problems, sampling_seed, evaluate_policy, processor)
     result["sampling_seed"] = sampling_seed
-    if cfg.model.name_or_path.startswith(PREPARED):
-        # The warm start, scored on the same problems with the same sampling seed: a paired baseline.
-        base_path = resolve_model_path(cfg.model.name_or_path)
-        base_model, base_tokenizer = load_policy(base_path)
-        base = _evaluate(
-            base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy, load_processor(base_path)
-        )
-        result["base"] = {
-            k: base[k] for k in ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "mean_response_length")
-        }
+    result["held_out"] = cfg.eval.task and f"synthetic:{cfg.eval.task}" or f"{cfg.eval.prompts} ({cfg.eval.split})"
+    # The starting model (a prepared warm start or the researcher's checkpoint), scored on the same problems with
+    # the same sampling seed and protocol: the paired control of every "above the starting model" claim.
+    base_path = resolve_model_path(cfg.model.name_or_path)
+    base_model, base_tokenizer = load_policy(base_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    base = _evaluate(
+        base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy, load_processor(base_path)
+    )
+    result["base"] = {k: base[k] for k in BASE_EVAL_KEYS}
     write_json(out, result)
     return result
+
+
+BASE_EVAL_KEYS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "mean_response_length", "truncation_rate")
+
+
+def held_out_problems(cfg: RunConfig, where: str) -> list[Any]:
+    """An online-RL run's held-out problems: the synthetic task's fixed set (smoke), or the first
+    `eval.n_problems` of `eval.prompts` (a file or hub dataset, small and paper tiers)."""
+    e = cfg.eval
+    if e.task:
+        from repro.data.synthetic import held_out
+
+        return held_out(e.task, n=e.n_problems, seed=e.seed)
+    if not e.prompts:
+        raise ConfigError(
+            f"{where}: eval.task and eval.prompts are both unset; name the held-out problems: eval.prompts: a "
+            "problem file (e.g. ../shared/data/math/math500.jsonl) or hub dataset, or eval.task: a synthetic task"
+        )
+    from repro.data.prompts import load_prompts
+
+    return load_prompts(
+        e.prompts,
+        split=e.split,
+        limit=e.n_problems,
+        problem_field=e.problem_field or cfg.data.problem_field,
+        answer_field=e.answer_field or cfg.data.answer_field,
+    )
 
 
 def _evaluate(
@@ -267,12 +323,11 @@ def _bench_and_write(
     run_dir: Path | None,
     items: list[Any] | None = None,
 ) -> dict[str, Any]:
-    import torch
 
     from repro.eval.lmeval_bridge import evaluate_benchmark
     from repro.provenance import collect_provenance
 
-    torch.set_num_threads(cfg.resources.threads if cfg else max(1, os.cpu_count() or 1))
+    use_threads(cfg.resources.threads if cfg else max(1, os.cpu_count() or 1))
     result = evaluate_benchmark(
         bench,
         protocol,

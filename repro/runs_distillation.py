@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.config import dump
 from repro.distillation_config import DistillationRunConfig
-from repro.io import read_json, read_jsonl_tolerant, write_json, write_text
+from repro.io import read_json, read_jsonl_tolerant, write_json
 from repro.schema import ConfigError
 
 HEADLINE = ("sampled_accuracy", "greedy_accuracy", "teacher_sampled_accuracy", "reverse_kl", "steps_to_target")
@@ -91,11 +90,10 @@ def _measure(cfg: DistillationRunConfig, teacher: Any, tokenizer: Any, problems:
 def train_distillation_run(
     cfg: DistillationRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-    import torch
 
     from repro.distributed import DataParallel, launched_processes
     from repro.models.loading import load_policy
-    from repro.runs import _save_model, finish_run, resolve_model_path, seed_everything
+    from repro.runs import _save_model, finish_run, resolve_model_path, seed_everything, use_threads, write_resolved
     from repro.trainers.distillation import check_data_parallel
 
     started = time.time()
@@ -105,8 +103,8 @@ def train_distillation_run(
     held_out = eval_problems(cfg, cfg.train.eval_prompts) if cfg.train.eval_every else []
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.resolved.yaml", dump(cfg))
-    torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    write_resolved(out, cfg)
+    use_threads(cfg.train.num_threads or cfg.resources.threads)
     # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
     dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)  # the same seed on every rank: each draws the same global micro-batches
@@ -161,13 +159,12 @@ def time_to_target(
 
 
 def eval_distillation_run(run_dir: Path, cfg: DistillationRunConfig, out: Path) -> dict[str, Any]:
-    import torch
 
     from repro.models.loading import load_policy
-    from repro.runs import resolve_model_path
+    from repro.runs import resolve_model_path, use_threads
     from repro.trainers.distillation import read_reference
 
-    torch.set_num_threads(cfg.resources.threads)
+    use_threads(cfg.resources.threads)
     problems = eval_problems(cfg, cfg.eval.n_problems)
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
     sampling_seed = cfg.eval.seed + run_seed  # shared by the student, its teacher and its starting point

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.config import dump
 from repro.distributed import DataParallel
-from repro.io import read_json, write_json, write_text
+from repro.io import read_json, write_json
 from repro.preference_config import PreferenceRunConfig
 from repro.schema import ConfigError
 from repro.workflow import PREPARED
@@ -113,19 +112,18 @@ def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
 def train_preference_run(
     cfg: PreferenceRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-    import torch
 
     from repro.losses.preference import PREFERENCE_LOSSES
     from repro.models.loading import load_policy
-    from repro.runs import _save_model, finish_run, seed_everything
+    from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
 
     started = time.time()
     examples = training_examples(cfg)  # data problems surface before the model loads
     prompts, _ = eval_data(cfg)
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.resolved.yaml", dump(cfg))
-    torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    write_resolved(out, cfg)
+    use_threads(cfg.train.num_threads or cfg.resources.threads)
     # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
     dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)  # the same seed on every rank: each draws the same global batches
@@ -164,15 +162,14 @@ def train_preference_run(
 
 
 def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> dict[str, Any]:
-    import torch
 
     from repro.data.preference_synthetic import GOLD_REWARDS
     from repro.eval.alignment import evaluate_alignment
     from repro.losses.preference import PREFERENCE_LOSSES, PreferenceParams
     from repro.models.loading import load_policy
-    from repro.runs import resolve_model_path
+    from repro.runs import resolve_model_path, use_threads
 
-    torch.set_num_threads(cfg.resources.threads)
+    use_threads(cfg.resources.threads)
     prompts, pairs = eval_data(cfg)
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
     t = cfg.train

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.config import dump
 from repro.data.reward_pairs import LEVEL_NAMES, RewardPair
 from repro.distributed import DataParallel
-from repro.io import read_json, write_json, write_text
+from repro.io import read_json, write_json
 from repro.reward_model_config import RewardRunConfig
 from repro.schema import ConfigError
 from repro.workflow import PREPARED
@@ -58,17 +57,16 @@ def reward_pairs(cfg: RewardRunConfig) -> tuple[list[RewardPair], list[RewardPai
 def train_reward_model_run(
     cfg: RewardRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-    import torch
 
-    from repro.runs import _save_model, finish_run, seed_everything
+    from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
     from repro.trainers.reward_model import load_reward_model
 
     started = time.time()
     train, held = reward_pairs(cfg)  # data problems surface before the model loads
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.resolved.yaml", dump(cfg))
-    torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    write_resolved(out, cfg)
+    use_threads(cfg.train.num_threads or cfg.resources.threads)
     # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
     dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)
@@ -131,12 +129,11 @@ def reward_metrics(r_c: Any, r_r: Any, levels: list[int | None]) -> dict[str, An
 
 
 def eval_reward_model_run(run_dir: Path, cfg: RewardRunConfig, out: Path) -> dict[str, Any]:
-    import torch
 
-    from repro.runs import resolve_model_path
+    from repro.runs import resolve_model_path, use_threads
     from repro.trainers.reward_model import encode_pairs, load_reward_model, score_pairs
 
-    torch.set_num_threads(cfg.resources.threads)
+    use_threads(cfg.resources.threads)
     _, held = reward_pairs(cfg)
     summary = read_json(run_dir / "summary.json")
     run_seed = int(summary.get("seed", 0))

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.config import dump
 from repro.distributed import DataParallel
-from repro.io import read_json, write_json, write_text
+from repro.io import read_json, write_json
 from repro.sft_config import SFTRunConfig
 
 ITERATES = ("ema", "bema")  # the averaged iterates a BEMA run saves beside model/
@@ -66,16 +65,15 @@ def heldout_problems(cfg: SFTRunConfig, task: str | None) -> list[Any]:
 def train_sft_run(
     cfg: SFTRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-    import torch
 
     from repro.models.loading import load_policy, load_tokenizer
-    from repro.runs import _save_model, finish_run, seed_everything
+    from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
 
     started = time.time()
     trainer_module = importlib.import_module(f"papers.{paper}.trainer")
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.resolved.yaml", dump(cfg))
-    torch.set_num_threads(cfg.train.num_threads or cfg.resources.threads)
+    write_resolved(out, cfg)
+    use_threads(cfg.train.num_threads or cfg.resources.threads)
     # several processes under `accelerate launch` (DDP or FSDP, resources.data_parallel); else one
     dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)
@@ -131,12 +129,11 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: SFTRunConfig, sampling_seed:
 
 
 def eval_sft_run(run_dir: Path, cfg: SFTRunConfig, out: Path) -> dict[str, Any]:
-    import torch
 
     from repro.models.loading import load_policy
-    from repro.runs import resolve_model_path
+    from repro.runs import resolve_model_path, use_threads
 
-    torch.set_num_threads(cfg.resources.threads)
+    use_threads(cfg.resources.threads)
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
     sampling_seed = cfg.eval.seed + run_seed  # shared by every iterate and the base model: paired comparisons
     model, tokenizer = load_policy(str(run_dir / "model"))

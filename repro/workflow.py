@@ -1,7 +1,11 @@
 """Cheap helpers the Snakefile calls while it builds the DAG (no torch import, no validation).
 
 They only read YAML: which variants and seeds a paper runs at a tier, which files a run depends on,
-and what resources a training job declares. Validation happens in `python -m repro train`.
+and what resources a training job declares. Validation happens in `python -m repro check` (which the DAG runs
+when it starts) and `python -m repro train`.
+
+`tier` arguments are results-folder labels: a tier name, or `<tier>@<name>-<hash>` for runs with overrides
+(repro/overrides.py); such a label must be the one the invocation's overrides make.
 """
 
 from __future__ import annotations
@@ -11,10 +15,28 @@ from typing import Any
 
 from repro.config import layer_files, merged_paper_config, paper_layer_paths
 from repro.io import read_yaml
+from repro.overrides import Overrides, tier_of
 from repro.trainer_kinds import ONLINE_RL, samples_during_training, shards_batch
 
 PAPERS_DIR = Path("papers")
 PREPARED = "prepared:"
+
+
+def merged(
+    paper: str, label: str, variant: str, overrides: Overrides | None = None, papers_dir: Path = PAPERS_DIR
+) -> dict[str, Any]:
+    """The merged (unvalidated) config of a run in results folder `label` under the invocation's overrides."""
+    overrides = overrides or Overrides()
+    tier = tier_of(label)
+    if label != overrides.label(tier):
+        from repro.schema import ConfigError
+
+        raise ConfigError(
+            f"results/{paper}/{label} holds runs made with other overrides than this invocation's "
+            f"({overrides.describe()}, folder {overrides.label(tier)}); rerun with the model=, data_dir= and set= "
+            "that made it, or ask for the folder of these overrides"
+        )
+    return merged_paper_config(papers_dir / paper, tier, variant, overrides)
 
 
 def paper_ids(papers_dir: Path = PAPERS_DIR) -> list[str]:
@@ -54,27 +76,37 @@ def variants(paper: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
     return list(paper_meta(paper, papers_dir)["variants"])
 
 
-def seeds(paper: str, tier: str, override: int | None = None, papers_dir: Path = PAPERS_DIR) -> list[int]:
+def seeds(
+    paper: str,
+    tier: str,
+    override: int | None = None,
+    papers_dir: Path = PAPERS_DIR,
+    overrides: Overrides | None = None,
+) -> list[int]:
     """Seeds from the tier config (`seeds:`); `override` (from --config seeds=N) takes the first N."""
-    merged = merged_paper_config(papers_dir / paper, tier, variants(paper, papers_dir)[0])
-    chosen = list(merged.get("seeds", [0]))
+    chosen = list(merged(paper, tier, variants(paper, papers_dir)[0], overrides, papers_dir).get("seeds", [0]))
     return chosen[: int(override)] if override else chosen
 
 
-def run_inputs(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
+def run_inputs(
+    paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR, overrides: Overrides | None = None
+) -> list[str]:
     """Every config file a run reads (tier chain + variant chain) and the prepared base model if any."""
-    tier_file, variant_file = paper_layer_paths(papers_dir / paper, tier, variant)
+    tier_file, variant_file = paper_layer_paths(papers_dir / paper, tier_of(tier), variant)
     files = [str(p) for p in layer_files(tier_file) + layer_files(variant_file)]
-    files += [f"results/base/{base}/prepare.json" for base in prepared_bases(paper, tier, variant, papers_dir)]
+    bases = prepared_bases(paper, tier, variant, papers_dir, overrides)
+    files += [f"results/base/{base}/prepare.json" for base in bases]
     return list(dict.fromkeys(files))
 
 
-def prepared_bases(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
+def prepared_bases(
+    paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR, overrides: Overrides | None = None
+) -> list[str]:
     """Prepared bases a run reads: its model's, a preference run's synthetic pairs (`data.pairs`), and a
     distillation run's teacher (`train.teacher_model_name_or_path`)."""
-    merged = merged_paper_config(papers_dir / paper, tier, variant)
-    names = [str(merged.get("model", {}).get("name_or_path", "")), str(merged.get("data", {}).get("pairs", ""))]
-    names.append(str((merged.get("train") or {}).get("teacher_model_name_or_path", "")))
+    config = merged(paper, tier, variant, overrides, papers_dir)
+    names = [str(config.get("model", {}).get("name_or_path", "")), str(config.get("data", {}).get("pairs", ""))]
+    names.append(str((config.get("train") or {}).get("teacher_model_name_or_path", "")))
     return [n[len(PREPARED) :] for n in names if n.startswith(PREPARED)]
 
 
@@ -90,8 +122,10 @@ def base_inputs(base: str, base_dir: Path = Path("configs/base")) -> list[str]:
     return files
 
 
-def resources(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> dict[str, int]:
-    return _resources_of(merged_paper_config(papers_dir / paper, tier, variant))
+def resources(
+    paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR, overrides: Overrides | None = None
+) -> dict[str, int]:
+    return _resources_of(merged(paper, tier, variant, overrides, papers_dir))
 
 
 def _resources_of(merged: dict[str, Any]) -> dict[str, int]:
@@ -106,16 +140,18 @@ def _resources_of(merged: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def train_launcher(paper: str, tier: str, variant: str, python: str, papers_dir: Path = PAPERS_DIR) -> str:
+def train_launcher(
+    paper: str, tier: str, variant: str, python: str, papers_dir: Path = PAPERS_DIR, overrides: Overrides | None = None
+) -> str:
     """What runs `-m repro train` for a run: `python` (one process), or accelerate's launcher over the tier's GPUs
     when the run has several and its trainer kind shards its batch (repro/distributed.py; a sampling kind only with
     train.rollout_seeding: per_group). Several nodes: `srun` starts one launcher per node of the SLURM allocation,
     each told its node rank and the head node's address (`multi_node_launcher`)."""
-    merged = merged_paper_config(papers_dir / paper, tier, variant)
-    res = _resources_of(merged)
-    kind = merged.get("trainer", ONLINE_RL)
+    config = merged(paper, tier, variant, overrides, papers_dir)
+    res = _resources_of(config)
+    kind = config.get("trainer", ONLINE_RL)
     # Sampling kinds shard only where each prompt (group) is sampled from its own seed (train.rollout_seeding).
-    per_group = not samples_during_training(kind) or (merged.get("train") or {}).get("rollout_seeding") == "per_group"
+    per_group = not samples_during_training(kind) or (config.get("train") or {}).get("rollout_seeding") == "per_group"
     if not (shards_batch(kind) and per_group) or res["gpus"] * res["nodes"] <= 1:
         return python
     if res["nodes"] == 1:
@@ -136,8 +172,10 @@ def multi_node_launcher(nodes: int, gpus_per_node: int, port: int = 29500) -> st
     return f"srun --nodes {nodes} --ntasks-per-node 1 bash -c '{accelerate} \"$@\"' launch"
 
 
-def model_name(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> str:
-    return str(merged_paper_config(papers_dir / paper, tier, variant).get("model", {}).get("name_or_path", "?"))
+def model_name(
+    paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR, overrides: Overrides | None = None
+) -> str:
+    return str(merged(paper, tier, variant, overrides, papers_dir).get("model", {}).get("name_or_path", "?"))
 
 
 def target_benchmarks(paper: str, papers_dir: Path = PAPERS_DIR) -> dict[str, list[str]]:
@@ -150,9 +188,11 @@ def target_benchmarks(paper: str, papers_dir: Path = PAPERS_DIR) -> dict[str, li
     return found
 
 
-def benchmarks(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR) -> list[str]:
+def benchmarks(
+    paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DIR, overrides: Overrides | None = None
+) -> list[str]:
     """Benchmarks a run is scored on: its tier config's eval.benchmarks, plus those its targets name."""
-    configured = merged_paper_config(papers_dir / paper, tier, variant).get("eval", {}).get("benchmarks") or {}
+    configured = merged(paper, tier, variant, overrides, papers_dir).get("eval", {}).get("benchmarks") or {}
     if not isinstance(configured, dict):
         configured = {}
     named = target_benchmarks(paper, papers_dir).get(variant, [])
@@ -160,12 +200,39 @@ def benchmarks(paper: str, tier: str, variant: str, papers_dir: Path = PAPERS_DI
 
 
 def benchmark_files(
-    paper: str, tier: str, seeds_override: int | None = None, papers_dir: Path = PAPERS_DIR
+    paper: str,
+    tier: str,
+    seeds_override: int | None = None,
+    papers_dir: Path = PAPERS_DIR,
+    overrides: Overrides | None = None,
 ) -> list[str]:
     """Every benchmark result file of a paper at a tier (all variants and seeds)."""
     return [
         f"results/{paper}/{tier}/{variant}/seed{seed}/bench/{name}.json"
         for variant in variants(paper, papers_dir)
-        for seed in seeds(paper, tier, seeds_override, papers_dir)
-        for name in benchmarks(paper, tier, variant, papers_dir)
+        for seed in seeds(paper, tier, seeds_override, papers_dir, overrides)
+        for name in benchmarks(paper, tier, variant, papers_dir, overrides)
     ]
+
+
+def preflight(jobs: Any, overrides: Overrides, python: str) -> None:
+    """Run `repro check` for every (paper, results folder) that a planned train job belongs to, before the first
+    job starts (the Snakefile's `onstart`): one process per tier. A failure stops the run with the check's message
+    (a bad path then costs seconds, not a base-model build)."""
+    import shlex
+    import subprocess
+    import sys
+
+    planned: dict[tuple[str, bool], set[str]] = {}
+    for job in jobs:
+        if job.rule.name == "train":
+            label = str(job.wildcards["tier"])
+            planned.setdefault((tier_of(label), label != tier_of(label)), set()).add(str(job.wildcards["paper"]))
+    for (tier, with_overrides), papers in sorted(planned.items()):
+        command = [*shlex.split(python), "-m", "repro", "check", "--paper", ",".join(sorted(papers)), "--tier", tier]
+        command += overrides.cli_args() if with_overrides else []
+        print(f"checking {', '.join(sorted(papers))} at {tier} before any job starts: {shlex.join(command)}")
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
+            raise SystemExit(f"repro check failed for {', '.join(sorted(papers))} at {tier}: nothing was run")

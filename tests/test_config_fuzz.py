@@ -203,7 +203,7 @@ def test_malformed_preference_rows_name_the_file_and_line(tmp_path: Path) -> Non
 
 
 def test_a_missing_prompt_file_is_refused_before_a_model_is_loaded(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: str
 ) -> None:
     from repro import runs
 
@@ -212,11 +212,15 @@ def test_a_missing_prompt_file_is_refused_before_a_model_is_loaded(
 
     raw = _raw("dapo")
     raw["data"]["prompts"] = str(tmp_path / "missing" / "prompts.jsonl")
-    raw["model"]["name_or_path"] = str(tmp_path / "some-model")
+    raw["model"]["name_or_path"] = tiny_model_dir
     cfg = resolve(raw, "dapo")
     monkeypatch.setattr("repro.models.loading.load_policy", no_model)
     monkeypatch.setattr(runs, "load_paper_config", lambda *_: cfg)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"data\.prompts: '.*prompts\.jsonl' does not exist"):
+        runs.train_run("dapo", "smoke", "dapo", 0, tmp_path / "run")
+    raw["model"]["name_or_path"] = str(tmp_path / "some-model")  # and a model folder that does not exist
+    cfg = resolve(raw, "dapo")
+    with pytest.raises(ConfigError, match=r"model\.name_or_path: '.*some-model' is not a folder that exists"):
         runs.train_run("dapo", "smoke", "dapo", 0, tmp_path / "run")
 
 

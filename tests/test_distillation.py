@@ -412,3 +412,107 @@ def test_a_grown_teacher_starts_as_its_source_and_the_dag_builds_the_source_firs
     with pytest.raises(ConfigError, match="grows a text model in depth only"):
         load_base_config(tmp_path / "wide.yaml")
     assert "results/base/small/prepare.json" in wf.base_inputs("big", tmp_path)
+
+
+# ----------------------------------------------------------------------------- samples.jsonl and over-long prompts
+
+
+def _samples(run_dir: Path) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_samples_jsonl_shows_each_steps_micro_batches_and_leaves_training_unchanged(
+    tiny_pair: tuple[str, str], tmp_path: Path
+):
+    rows = {}
+    for log in (0, 4):
+        cfg = run_config(
+            *tiny_pair, lmbda=0.5, max_steps=3, gradient_accumulation_steps=2, log_completions_per_step=log
+        )
+        rows[log] = make_trainer(cfg, tmp_path / str(log)).train(progress=False)
+    drop = lambda r: {k: v for k, v in r.items() if k != "step_time"}  # noqa: E731
+    assert [drop(r) for r in rows[4]] == [drop(r) for r in rows[0]]  # bit-identical: no random number drawn
+    assert not (tmp_path / "0" / "samples.jsonl").exists()
+    samples = _samples(tmp_path / "4")
+    assert [s["step"] for s in samples] == [1] * 4 + [2] * 4 + [3] * 4
+    _, tok = _student_tokenizer(tiny_pair)
+    eos = tok.eos_token
+    for step, row in enumerate(rows[4], start=1):
+        mine = samples[4 * (step - 1) : 4 * step]  # first rows of micro-batches 1, 2, then their second rows
+        assert [s["source"] for s in mine[:2]] == [s["source"] for s in mine[2:]]
+        assert sum(s["source"] == "student" for s in mine[:2]) / 2 == row["on_policy_share"]
+    assert {s["source"] for s in samples} == {"student", "dataset"}  # λ = ½ over 6 micro-batches drew both
+    for s in samples:
+        assert set(s) == {"step", "prompt", "completion", "source", "correct", "truncated"}
+        assert s["prompt"].endswith("=") and "+" in s["prompt"]  # the addition prompt as the model saw it
+        assert s["truncated"] == (not s["completion"].endswith(eos))
+        if s["source"] == "dataset":  # the gold answer + EOS: never cut at 5 tokens, always right
+            assert not s["truncated"] and s["correct"]
+
+
+def _student_tokenizer(tiny_pair: tuple[str, str]):
+    from repro.models.loading import load_policy
+
+    return load_policy(tiny_pair[0])
+
+
+def test_resume_keeps_the_samples_of_the_steps_the_run_has(tiny_pair: tuple[str, str], tmp_path: Path):
+    cfg = run_config(*tiny_pair, lmbda=0.5, seq_kd=True, max_steps=4, save_steps=2)
+    make_trainer(cfg, tmp_path / "whole").train(progress=False)
+    killed = make_trainer(cfg, tmp_path / "cut")
+    step = killed._optimizer_step
+
+    def die_after_two() -> dict[str, Any]:
+        if killed.step == 2:
+            with open(tmp_path / "cut" / "samples.jsonl", "a", encoding="utf-8") as f:
+                f.write('{"step": 3, "prompt": "stale"}\n{"step": 3, "pr')  # step 3 half logged, never checkpointed
+            raise KeyboardInterrupt
+        return step()
+
+    killed._optimizer_step = die_after_two
+    with pytest.raises(KeyboardInterrupt):
+        killed.train(progress=False)
+    make_trainer(cfg, tmp_path / "cut").train(progress=False)
+    resumed, whole = _samples(tmp_path / "cut"), _samples(tmp_path / "whole")
+    assert [s["step"] for s in resumed] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
+    assert resumed == whole
+
+
+@pytest.mark.parametrize("mode, kept", [("keep_end", ["56=", "+2="]), ("keep_start", ["123", "1+2"])])
+def test_dataset_prompts_are_cut_on_the_configured_side_and_counted(
+    tiny_pair: tuple[str, str], tmp_path: Path, mode: str, kept: list[str]
+):
+    import dataclasses
+
+    cfg = run_config(*tiny_pair, lmbda=0.0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_prompt_length=3, truncation_mode=mode))
+    trainer = make_trainer(cfg, tmp_path)
+    batch = trainer._dataset_batch(["123+456=", "1+2=", "9="], ["579", "3", "9"])
+    tok = trainer.tok
+    ids = lambda text: tok.convert_tokens_to_ids(list(text))  # noqa: E731  (one token per character)
+    prompts = [batch.prompt_ids[i][batch.prompt_mask[i].bool()].tolist() for i in range(3)]
+    assert prompts == [ids(kept[0]), ids(kept[1]), ids("9=")]
+    assert batch.prompts_cut == 2 and batch.truncated == [False, False, False]
+
+
+@pytest.mark.parametrize("lmbda", [0.0, 1.0])  # dataset completions, student samples
+def test_every_prompt_cut_is_counted_in_the_step_metrics(tiny_pair: tuple[str, str], tmp_path: Path, lmbda: float):
+    import dataclasses
+
+    cfg = run_config(*tiny_pair, lmbda=lmbda, max_steps=1, gradient_accumulation_steps=2)
+    for limit, expected in ((2, 8), (None, 0)):  # every addition prompt "a+b=" has at least 4 tokens
+        limited = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_prompt_length=limit))
+        (row,) = make_trainer(limited, tmp_path / str(limit)).train(progress=False)
+        assert row["prompts_truncated"] == expected
+
+
+def test_bad_truncation_mode_and_sample_count_are_named():
+    raw = raw_config()
+    raw["data"]["truncation_mode"] = "right"
+    with pytest.raises(ConfigError, match=r"data\.truncation_mode: is 'right'; it must be keep_end"):
+        resolve_distillation(raw, "test")
+    with pytest.raises(ConfigError, match=r"train\.log_completions_per_step: is -2; it must be at least 0"):
+        resolve_distillation(raw_config(log_completions_per_step=-2), "test")
+    assert config().data.truncation_mode == "keep_end" and config().train.log_completions_per_step == 4

@@ -41,8 +41,11 @@ def smoke_cfg(variant: str, **train):
 
 def test_eos_mask_keeps_tokens_up_to_the_first_eos() -> None:
     ids = torch.tensor([[5, 9, 2, 7], [5, 5, 5, 5], [9, 9, 9, 2]])  # eos = 9
-    mask, truncated = eos_mask(ids, eos_id=9)
+    mask, truncated = eos_mask(ids, stop_ids=9)
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert truncated.tolist() == [False, True, False]
+    mask, truncated = eos_mask(ids, stop_ids=[2, 7])  # several stop tokens: the first of any ends the row
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1]]
     assert truncated.tolist() == [False, True, False]
 
 
@@ -476,3 +479,144 @@ def test_first_window_scores_its_old_log_probs_with_its_own_forward(
     assert [r[k] for r in rows[True] for k in keys] == pytest.approx(
         [r[k] for r in rows[False] for k in keys], rel=1e-5, abs=1e-7
     )
+
+
+# --------------------------------------------------------------------------- samples.jsonl and over-long prompts
+
+
+def test_sample_rows_take_each_groups_first_row_then_its_second() -> None:
+    from repro.trainers.samples import pick_rows
+
+    assert pick_rows(16, 4, 4) == [0, 4, 8, 12]
+    assert pick_rows(16, 4, 4, offset=4) == [1, 5, 9, 13]  # the next optimizer step on the same generation
+    assert pick_rows(16, 4, 3, offset=15) == [15, 0, 4]  # wraps around
+    assert pick_rows(5, 2, 4) == [0, 2, 4, 1]  # a short last group counts
+    assert pick_rows(4, 4, 9) == [0, 1, 2, 3] and pick_rows(8, 2, 0) == []
+
+
+def sampled_run(tiny_dir: Path, out: Path, log: int, max_steps: int = 3, save_steps: int = 0, data=None) -> list[dict]:
+    torch.manual_seed(0)
+    model, tok = load_policy(str(tiny_dir))
+    cfg = smoke_cfg(
+        "dapo", per_device_train_batch_size=8, steps_per_generation=2, num_generations=4, max_steps=max_steps,
+        save_steps=save_steps, log_completions_per_step=log,
+    )  # fmt: skip
+    if data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data))
+    problems = TASKS.get("addition").make(64, seed=0)
+    trainer = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), out, seed=0)
+    return trainer.train(progress=False)
+
+
+def read_samples(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_samples_jsonl_holds_decoded_samples_and_leaves_training_unchanged(tiny_dir: Path, tmp_path: Path) -> None:
+    from repro.data.templates import render
+    from repro.rewards.grader import extract_answer, grade
+
+    off = sampled_run(tiny_dir, tmp_path / "off", log=0)
+    on = sampled_run(tiny_dir, tmp_path / "on", log=4)
+    timing = {"step_time", "tokens_per_s"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in on] == [
+        {k: v for k, v in r.items() if k not in timing} for r in off
+    ]  # bit-identical: picking samples draws no random number
+    assert not (tmp_path / "off" / "samples.jsonl").exists()
+    samples = read_samples(tmp_path / "on")
+    assert [s["step"] for s in samples] == [1] * 4 + [2] * 4 + [3] * 4
+    cfg = smoke_cfg("dapo")
+    _, tok = load_policy(str(tiny_dir))
+    prompts = {render(cfg.data.template, p.prompt, tok) for p in TASKS.get("addition").make(64, seed=0)}
+    eos = tok.eos_token
+    for s in samples:
+        assert set(s) == {"step", "prompt", "completion", "reward", "rewards", "correct", "answer", "truncated"}
+        assert s["prompt"] in prompts  # padding dropped, nothing cut (no max_prompt_length)
+        assert s["truncated"] == (not s["completion"].endswith(eos))  # the stop token is kept in the text
+        assert s["truncated"] == (eos not in s["completion"])
+        assert set(s["rewards"]) == set(cfg.rewards)  # each function's own value; the total is their weighted sum
+        weighted = sum(spec.get("weight", 1.0) * s["rewards"][name] for name, spec in cfg.rewards.items())
+        assert s["reward"] == pytest.approx(weighted)
+        text = s["completion"].removesuffix(eos)
+        assert s["correct"] == grade(extract_answer(text, cfg.data.answer_style), s["answer"])
+    # one generation (4 groups of 4) serves steps 1 and 2: step 2 shows the next row of each group, not the same
+    assert [s["prompt"] for s in samples[:4]] == [s["prompt"] for s in samples[4:8]]
+    assert len({s["prompt"] for s in samples[:4]}) == 4  # the first row of four different groups
+
+
+def test_resume_keeps_exactly_the_samples_of_the_steps_the_run_has(tiny_dir: Path, tmp_path: Path) -> None:
+    sampled_run(tiny_dir, tmp_path / "straight", log=4, max_steps=4)
+    cut = tmp_path / "cut"
+    sampled_run(tiny_dir, cut, log=4, max_steps=2, save_steps=2)
+    # killed during step 3, after its samples were written but before a checkpoint: a whole line and a cut-off one
+    with open(cut / "samples.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": 3, "prompt": "stale"}) + "\n" + '{"step": 3, "pro')
+    sampled_run(tiny_dir, cut, log=4, max_steps=4, save_steps=2)
+    assert read_samples(cut) == read_samples(tmp_path / "straight")  # same trajectory, same samples, once each
+    assert [s["step"] for s in read_samples(cut)] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
+
+
+def test_cut_prompt_keeps_the_configured_end() -> None:
+    from repro.rollout.base import cut_prompt
+
+    assert cut_prompt([1, 2, 3, 4, 5], 3, "keep_end") == [3, 4, 5]
+    assert cut_prompt([1, 2, 3, 4, 5], 3, "keep_start") == [1, 2, 3]
+    assert cut_prompt([1, 2, 3], 3, "keep_start") == [1, 2, 3] and cut_prompt([1, 2, 3], None) == [1, 2, 3]
+    with pytest.raises(ValueError, match="keep_middle"):
+        cut_prompt([1, 2, 3, 4], 2, "keep_middle")
+
+
+@pytest.mark.parametrize("mode, kept", [("keep_end", ["56=", "+2="]), ("keep_start", ["123", "1+2"])])
+def test_a_long_prompt_is_cut_on_the_configured_side_and_flagged(tiny_dir: Path, mode: str, kept: list[str]) -> None:
+    model, tok = load_policy(str(tiny_dir))
+    params = SamplingParams(num_generations=2, max_new_tokens=3, max_prompt_length=3, truncation_mode=mode)
+    batch = HFRollout(model, tok).generate(["123+456=", "1+2=", "9="], params)
+    ids = lambda text: tok.convert_tokens_to_ids(list(text))  # noqa: E731  (one token per character)
+    pad = tok.pad_token_id
+    expected = [ids(kept[0])] * 2 + [ids(kept[1])] * 2 + [[pad] + ids("9=")] * 2  # left-padded to 3
+    assert batch.prompt_ids.tolist() == expected
+    assert batch.prompt_mask.tolist() == [[1, 1, 1]] * 4 + [[0, 1, 1]] * 2
+    assert batch.prompt_truncated.tolist() == [True] * 4 + [False] * 2
+    assert batch.select(torch.tensor([5, 0])).prompt_truncated.tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    "mode, variant", [("keep_end", "naive_grpo"), ("keep_start", "naive_grpo"), ("keep_end", "dapo")]
+)
+def test_over_long_prompts_are_counted_per_step_and_the_samples_show_the_cut(
+    tiny_dir: Path, tmp_path: Path, mode: str, variant: str
+) -> None:
+    """Every generation draws all 8 prompts (8 groups of 2); the 4 long ones are cut to 6 tokens. DAPO's refills
+    draw them again: each try's prompts count."""
+    torch.manual_seed(0)
+    model, tok = load_policy(str(tiny_dir))
+    cfg = smoke_cfg(variant, per_device_train_batch_size=16, steps_per_generation=1, num_generations=2, max_steps=2,
+                    save_steps=0, log_completions_per_step=8)  # fmt: skip
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_prompt_length=6, truncation_mode=mode))
+    base = TASKS.get("addition").make(8, seed=0)
+    long, short = "12345+67890=", "1+1="
+    problems = [dataclasses.replace(p, prompt=long if i % 2 else short) for i, p in enumerate(base)]
+    rows = OnlineRLTrainer(cfg, model, tok, problems, HFRollout(model, tok), tmp_path, seed=0).train(progress=False)
+    assert [r["prompts_truncated"] for r in rows] == [4 * (1 + r.get("refill_batches", 0)) for r in rows]
+    assert variant != "dapo" or sum(r["refill_batches"] for r in rows) > 0  # the refills are exercised
+    shown = {s["prompt"] for s in read_samples(tmp_path)}
+    assert shown == {short, "67890=" if mode == "keep_end" else "12345+"}
+
+
+def test_a_bad_truncation_mode_or_sample_count_is_a_config_error_naming_the_key() -> None:
+    from repro.config import merged_paper_config, resolve
+    from repro.schema import ConfigError
+
+    raw = merged_paper_config(DAPO, "smoke", "dapo")
+    raw["data"]["truncation_mode"] = "left"
+    with pytest.raises(ConfigError, match=r"data\.truncation_mode: is 'left'; it must be keep_end .* or keep_start"):
+        resolve(raw, "dapo")
+    raw["data"].update(truncation_mode="keep_start", max_prompt_length=0)
+    with pytest.raises(ConfigError, match=r"data\.max_prompt_length: is 0"):
+        resolve(raw, "dapo")
+    raw["data"]["max_prompt_length"] = 64
+    assert resolve(raw, "dapo").data.truncation_mode == "keep_start"
+    raw["train"]["log_completions_per_step"] = -1
+    with pytest.raises(ConfigError, match=r"train\.log_completions_per_step: is -1; it must be at least 0"):
+        resolve(raw, "dapo")
+    assert load_paper_config(DAPO, "smoke", "dapo").data.truncation_mode == "keep_end"  # TRL's side for prompts

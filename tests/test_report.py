@@ -516,3 +516,70 @@ def test_the_report_says_where_determinism_holds() -> None:
     assert "every run ran on CPU" in cpu and "bit for bit" in cpu
     gpu = determinism_note([{"gpu": "NVIDIA H200"}, {"gpu": None}])
     assert "runs on GPU (NVIDIA H200)" in gpu and "statistically, not bit for bit" in gpu
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def _write_samples(run_dir: Path, rows: list[dict[str, Any]], cut: list[int] | None = None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    if cut is not None:
+        metrics = [{"step": i + 1, "prompts_truncated": n} for i, n in enumerate(cut)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics), encoding="utf-8")
+
+
+def test_samples_section_shows_the_last_step_of_the_first_run_with_samples(tmp_path: Path) -> None:
+    import markdown
+
+    from repro.report.samples import samples_section
+
+    sample = {"reward": 1.0, "rewards": {"correctness": 1.0}, "correct": True, "truncated": False}
+    rows = [
+        {"step": 1, "prompt": "Q: 1+1=", "completion": "early</s>", **sample},
+        {"step": 2, "prompt": "x" * 100 + "Q: 123+456=", "completion": "579 | *bold*\nnext</s>", **sample},
+        {"step": 2, "prompt": "Q: 2+2=", "completion": "4444444", "reward": -1.0, "correct": False, "truncated": True},
+    ]
+    _write_samples(tmp_path / "v" / "seed0", rows, cut=[2, 3])
+    _write_samples(tmp_path / "w" / "seed0", [{**rows[0], "completion": "other run"}])
+    runs = [
+        {"variant": "u", "seed": 0, "path": str(tmp_path / "u" / "seed0")},  # no samples.jsonl (e.g. an SFT run)
+        {"variant": "v", "seed": 0, "path": str(tmp_path / "v" / "seed0")},
+        {"variant": "w", "seed": 0, "path": str(tmp_path / "w" / "seed0")},
+    ]
+    text = samples_section({"runs": runs}, tmp_path / "reports")
+    assert text.startswith("## Samples") and "step 2" in text and "`v` seed 0" in text
+    assert "early" not in text and "other run" not in text  # the last step of the first run with samples
+    assert "| Prompt (end) | Completion | Reward | Correct | Truncated |" in text
+    assert "| …" + "x" * 49 + "Q: 123+456= | 579 \\| \\*bold\\* ⏎ next&lt;/s&gt; | 1.00 | yes | no |" in text
+    assert "| Q: 2+2= | 4444444 | -1.00 | no | yes |" in text
+    assert "1 of the run's 3 logged samples (33%) were truncated" in text
+    assert "5 over-long prompts were cut to data.max_prompt_length over its 2 steps" in text
+    assert "`../v/seed0/samples.jsonl`" in text  # relative to the report's folder
+    page = markdown.markdown(text, extensions=["tables"])  # as report.html renders it: the text shown literally
+    assert "<td>579 | *bold* ⏎ next&lt;/s&gt;</td>" in page
+    # compare.json naming the default variant picks its lowest seed
+    _write_samples(tmp_path / "w" / "seed1", [{**rows[0], "step": 7, "completion": "seed one"}])
+    runs.insert(0, {"variant": "w", "seed": 1, "path": str(tmp_path / "w" / "seed1")})
+    text = samples_section({"runs": runs, "default_variant": "w"}, tmp_path / "reports")
+    assert "other run" in text and "seed one" not in text and "Reward" in text
+
+
+def test_samples_section_is_empty_without_samples_and_the_report_places_it(tmp_path: Path) -> None:
+    from repro.report.samples import samples_section
+
+    assert samples_section({"runs": []}, tmp_path) == ""
+    _write_samples(tmp_path / "sft" / "seed0", [])  # an empty file is no samples either
+    assert samples_section({"runs": [{"variant": "sft", "seed": 0, "path": str(tmp_path / "sft")}]}, tmp_path) == ""
+    distilled = {"step": 3, "prompt": "9+9=", "completion": "18</s>", "source": "teacher", "correct": True}
+    paper_dir = make_paper(tmp_path)
+    tier_dir = tmp_path / "results" / "dapo" / "smoke"
+    write_run(tier_dir / "dapo" / "seed0", "dapo", 0)
+    write_compare(paper_dir, tier_dir, "smoke")
+    out = tmp_path / "reports" / "dapo" / "report.md"
+    assert "## Samples" not in render_report(paper_dir, tier_dir / "compare.json", "smoke", out).read_text()
+    _write_samples(tier_dir / "dapo" / "seed0", [{**distilled, "truncated": False}])
+    text = render_report(paper_dir, tier_dir / "compare.json", "smoke", out).read_text(encoding="utf-8")
+    assert "| Prompt (end) | Completion | Source | Correct | Truncated |" in text  # no reward column
+    assert "| 9+9= | 18&lt;/s&gt; | teacher | yes | no |" in text
+    assert text.index("## Causes of silent divergence") < text.index("## Samples") < text.index("## Provenance")

@@ -119,3 +119,24 @@ def test_per_group_seeds_make_a_groups_samples_independent_of_its_batch(tiny_mod
     assert other_seed.completions != second.completions  # the seed, not the prompt alone, fixes the samples
     with pytest.raises(ValueError, match="one per prompt"):
         rollout.generate(PROMPTS, params, seeds=[1])
+
+
+NO_VLLM = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+
+
+@pytest.mark.parametrize("backend", ["hf", "hf_mismatch", pytest.param("vllm", marks=NO_VLLM)])
+@pytest.mark.parametrize("mode", ["keep_end", "keep_start"])
+def test_every_backend_cuts_a_long_prompt_on_the_configured_side_and_flags_it(
+    tiny_model_dir: str, backend: str, mode: str
+) -> None:
+    model, tok = load_policy(tiny_model_dir)
+    rollout = make_backend(backend, model, tok)
+    params = SamplingParams(num_generations=2, max_new_tokens=4, max_prompt_length=5, truncation_mode=mode)
+    short, long = (tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS)  # 4 and 8 tokens
+    kept = long[-5:] if mode == "keep_end" else long[:5]
+    for seeds in (None, [1, 2]):  # one batch, or one group at a time
+        torch.manual_seed(0)
+        batch = rollout.generate(PROMPTS, params, seeds=seeds)
+        prompts = [batch.prompt_ids[i][batch.prompt_mask[i].bool()].tolist() for i in range(4)]
+        assert prompts == [short, short, kept, kept]
+        assert batch.prompt_ids.size(1) == 5 and batch.prompt_truncated.tolist() == [False, False, True, True]

@@ -158,8 +158,11 @@ def test_mixed_policy_gives_hand_computed_metrics_and_clean_generate_calls(tok: 
     assert greedy_call["do_sample"] is False and "temperature" not in greedy_call
     sampled = {k: first_sample_call[k] for k in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty")}
     assert sampled == {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0}
+    # the stop set (repro/models/stops.py): the smoke tokenizer's eos is also its template's end of turn, and the stub
+    # has no generation_config, so it is that one token
     assert (
-        first_sample_call["eos_token_id"] == tok.eos_token_id and first_sample_call["pad_token_id"] == tok.pad_token_id
+        first_sample_call["eos_token_id"] == [tok.eos_token_id]
+        and first_sample_call["pad_token_id"] == tok.pad_token_id
     )
     # greedy in one batch of 3 rows; samples in calls of whole groups: 5 rows hold no group of 8, so one per call
     assert [len(call["input_ids"]) for call in stub.calls] == [3, 8, 8, 8]

@@ -19,7 +19,13 @@ DAPO_INSTRUCTION = (
 QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
+class NoChatTemplate(ValueError):
+    """A template that needs the tokenizer's chat template, on a tokenizer without one."""
+
+
 def _chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise NoChatTemplate("the tokenizer has no chat template")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -47,6 +53,26 @@ def qwen_math(problem: str, tokenizer: Any) -> str:
     return _chat(tokenizer, [{"role": "system", "content": QWEN_MATH_SYSTEM}, {"role": "user", "content": problem}])
 
 
-def render(template: str, problem: str, tokenizer: Any) -> str:
-    """The prompt string for `problem` under the named template (unknown names list the valid ones)."""
-    return TEMPLATES.get(template)(problem, tokenizer)
+def render(template: str, problem: str, tokenizer: Any, where: str = "") -> str:
+    """The prompt string for `problem` under the named template (unknown names list the valid ones).
+
+    A template that needs a chat template, on a tokenizer without one, or a chat template that fails to render,
+    is a ConfigError naming the template and the fix (`where` says whose tokenizer)."""
+    from repro.schema import ConfigError
+
+    prefix = f"{where}: " if where else ""
+    render_fn = TEMPLATES.get(template)  # an unknown name: the registry's did-you-mean
+    try:
+        return render_fn(problem, tokenizer)
+    except NoChatTemplate:
+        raise ConfigError(
+            f"{prefix}the prompt template {template!r} renders through the tokenizer's chat template, and this "
+            "tokenizer has none (no chat_template in tokenizer_config.json, no chat_template.jinja). Use a "
+            "checkpoint that ships one (an instruct model), add one to its folder, or set template: raw "
+            "(--set data.template=raw; a benchmark's through eval.benchmarks.<name>.template)"
+        ) from None
+    except Exception as err:  # jinja's errors (raise_exception in a template, a missing variable)
+        raise ConfigError(
+            f"{prefix}the tokenizer's chat template fails on the prompt template {template!r}: "
+            f"{type(err).__name__}: {err}"
+        ) from None

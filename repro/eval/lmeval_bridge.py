@@ -130,8 +130,11 @@ def evaluate_benchmark(
 
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     chosen = "stub" if lm is not None else choose_backend(backend)
-    # Stop at EOS, and at the chat turn end of ChatML templates (Qwen base models' EOS is <|endoftext|>).
-    stop = [t for t in dict.fromkeys([tokenizer.eos_token, "<|im_end|>"]) if t and t in tokenizer.get_vocab()]
+    # The one stop set of sampling (repro/models/stops.py): the tokenizer's eos, the checkpoint's generation_config
+    # eos ids and the chat template's end of turn (Qwen base models: eos <|endoftext|>, turns end <|im_end|>).
+    from repro.models.stops import checkpoint_generation_config, stop_strings
+
+    stop = stop_strings(tokenizer, checkpoint_generation_config(model_path) if model_path else None)
     prompts = [render(protocol.template, item.problem, tokenizer) for item in items]
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # one "left truncation" warning per batch otherwise
     with tempfile.TemporaryDirectory(prefix=f"repro-{bench.name}-") as tmp:

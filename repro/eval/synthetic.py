@@ -14,13 +14,20 @@ import torch
 
 from repro.data.templates import render
 from repro.eval.metrics import avg_at_k, maj_at_k, pass_at_k
+from repro.models.stops import stop_token_ids
 from repro.rewards.grader import extract_answer, grade
 from repro.rollout import decode
 from repro.rollout.hf import eos_mask
 
 
+def generate_completions(model: Any, tokenizer: Any, prompts: list[str], **options: Any) -> tuple[list[str], list[int]]:
+    """(completion texts, their lengths in tokens incl. the stop token): `sample_completions` without the flags."""
+    texts, lengths, _ = sample_completions(model, tokenizer, prompts, **options)
+    return texts, lengths
+
+
 @torch.no_grad()
-def generate_completions(
+def sample_completions(
     model: Any,
     tokenizer: Any,
     prompts: list[str],
@@ -33,8 +40,9 @@ def generate_completions(
     batch_size: int = 256,
     extra_inputs: dict[str, torch.Tensor] | None = None,
     num_samples: int = 1,
-) -> tuple[list[str], list[int]]:
-    """(completion texts cut at the first EOS, their lengths in tokens incl. EOS), batched, left-padded;
+) -> tuple[list[str], list[int], list[bool]]:
+    """(completion texts cut at the first stop token, their lengths in tokens incl. it, whether each ran out of
+    tokens before any stop token), batched, left-padded;
     `num_samples` completions per prompt, prompt-major (prompt i owns rows [i·num_samples, (i+1)·num_samples)).
 
     `extra_inputs` are row-aligned with `prompts` (a vision-language policy's pixel_values) and sliced alike.
@@ -44,19 +52,21 @@ def generate_completions(
     tokenizer.padding_side = "left"
     texts: list[str] = []
     lengths: list[int] = []
+    truncated: list[bool] = []
     mode: dict[str, Any] = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
         if sample
         else {"do_sample": False}
     )
     per_call = max(1, batch_size // num_samples)  # prompts per call: ≤ batch_size rows, in whole groups (≥ 1)
+    stops = stop_token_ids(tokenizer, model)  # tokenizer eos, generation_config eos ids, the template's turn end
     for start in range(0, len(prompts), per_call):
         enc = tokenizer(prompts[start : start + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
         ids, mask = enc["input_ids"], enc["attention_mask"]  # [n, P]
         extra = {k: v[start : start + per_call] for k, v in (extra_inputs or {}).items()}
         if decode.unsupported_reason(model, ids.size(1) + max_new_tokens, extra) is None:
             completion_ids, _ = decode.sample(
-                model, ids, mask, num_samples, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                model, ids, mask, num_samples, max_new_tokens, stops, tokenizer.pad_token_id,
                 temperature, top_k, top_p, greedy=not sample,
             )  # fmt: skip
         else:
@@ -65,17 +75,18 @@ def generate_completions(
                 attention_mask=mask.repeat_interleave(num_samples, dim=0),
                 **{k: v.repeat_interleave(num_samples, dim=0) for k, v in extra.items()},
                 max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stops,
                 pad_token_id=tokenizer.pad_token_id,
                 repetition_penalty=1.0,
                 **mode,
             )
             completion_ids = out[:, ids.size(1) :]  # [N, T]
-        eos, _ = eos_mask(completion_ids, tokenizer.eos_token_id)  # [N, T], 1 up to and including EOS
+        eos, no_stop = eos_mask(completion_ids, stops)  # [N, T], 1 up to and including the stop token; [N]
         kept = completion_ids * eos + tokenizer.pad_token_id * (1 - eos)  # [N, T]
         texts += tokenizer.batch_decode(kept, skip_special_tokens=True)
         lengths += eos.sum(dim=1).tolist()
-    return texts, lengths
+        truncated += no_stop.tolist()
+    return texts, lengths, truncated
 
 
 def evaluate_policy(
@@ -96,8 +107,11 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Greedy accuracy, avg@k / pass@k (Chen et al. unbiased, n = k) / maj@k over k samples, and per-item records.
 
+    Temperature 0 is greedy decoding: the one greedy completion per problem stands for the samples (k = 1).
     Problems with images need the vision-language policy's `processor` (repro/models/vision.py).
     """
+    if temperature <= 0:
+        k = 1
     if not problems or k < 1:
         raise ValueError(f"evaluate_policy needs at least one problem and k >= 1 (got {len(problems)}, k={k})")
     model.eval()
@@ -111,19 +125,24 @@ def evaluate_policy(
 
         prompts, extra = encode_images(processor, prompts, [p.image for p in problems])
     common = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    greedy, _ = generate_completions(model, tokenizer, prompts, sample=False, extra_inputs=extra, **common)
-    sampled, lengths = generate_completions(
-        model,
-        tokenizer,
-        prompts,
-        num_samples=k,  # prompt-major: problem i owns samples [i*k, (i+1)*k)
-        extra_inputs=extra,
-        sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        **common,
+    greedy, greedy_lengths, greedy_cut = sample_completions(
+        model, tokenizer, prompts, sample=False, extra_inputs=extra, **common
     )
+    if temperature <= 0:
+        sampled, lengths, cut = greedy, greedy_lengths, greedy_cut
+    else:
+        sampled, lengths, cut = sample_completions(
+            model,
+            tokenizer,
+            prompts,
+            num_samples=k,  # prompt-major: problem i owns samples [i*k, (i+1)*k)
+            extra_inputs=extra,
+            sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            **common,
+        )
     items, sampled_correct, majority = [], [], []
     for i, p in enumerate(problems):
         completions = sampled[i * k : (i + 1) * k]
@@ -154,5 +173,6 @@ def evaluate_policy(
         "top_k": top_k,
         "max_new_tokens": max_new_tokens,
         "mean_response_length": sum(lengths) / len(lengths),
+        "truncation_rate": sum(cut) / len(cut),  # sampled completions that hit max_new_tokens before a stop token
         "items": items,
     }

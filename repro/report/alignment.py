@@ -33,16 +33,32 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def judged_metrics(runs: dict[str, list[Any]]) -> dict[str, str]:
+    """`judged.<benchmark>` -> column title, for every judged benchmark (eval.judged_benchmarks) a run scored."""
+    names = sorted(
+        {name for rs in runs.values() for r in rs if isinstance(r.eval, dict) for name in r.eval.get("judged") or {}}
+    )
+    return {f"judged.{name}": f"{name} win rate (judge)" for name in names}
+
+
+def _with_judged(e: dict[str, Any]) -> dict[str, Any]:
+    """The eval dict with each judged benchmark's win rate flattened to `judged.<name>`."""
+    judged = {f"judged.{n}": j.get("win_rate") for n, j in (e.get("judged") or {}).items() if isinstance(j, dict)}
+    return {**e, **judged}
+
+
 def alignment_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
-    """Per variant: mean and seed CI of each alignment metric; per-seed (KL, gold reward) points; the reference."""
+    """Per variant: mean and seed CI of each alignment metric (the judged benchmarks' win rates included);
+    per-seed (KL, gold reward) points; the reference."""
     rows, points = [], {}
     reference: dict[str, list[float]] = {}
+    metrics = {**ALIGNMENT_METRICS, **judged_metrics(runs)}
     for variant, variant_runs in runs.items():
-        evals = [(r.seed, r.eval) for r in variant_runs if isinstance(r.eval, dict) and "kl" in r.eval]
+        evals = [(r.seed, _with_judged(r.eval)) for r in variant_runs if isinstance(r.eval, dict) and "kl" in r.eval]
         if not evals:
             continue
         row: dict[str, Any] = {"variant": variant, "n_seeds": len(evals)}
-        for key in ALIGNMENT_METRICS:
+        for key in metrics:
             values = [v for _, e in evals if (v := _finite(e.get(key))) is not None]
             row[key] = float(np.mean(values)) if values else None
             row[f"{key}_ci"] = list(ci) if (ci := mean_ci(values)) else None
@@ -57,7 +73,12 @@ def alignment_summary(runs: dict[str, list[Any]]) -> dict[str, Any] | None:
                     reference.setdefault(key, []).append(v)
     if not rows:
         return None
-    return {"rows": rows, "points": points, "reference": {k: float(np.mean(v)) for k, v in reference.items()}}
+    return {
+        "rows": rows,
+        "points": points,
+        "reference": {k: float(np.mean(v)) for k, v in reference.items()},
+        "columns": metrics,  # key -> title, in table order
+    }
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
@@ -73,20 +94,26 @@ def _cell(row: dict[str, Any], key: str) -> str:
 def alignment_section(summary: dict[str, Any] | None, figure: Path | None, report_dir: Path) -> str:
     if not summary:
         return ""
-    keys = [k for k in ALIGNMENT_METRICS if any(r.get(k) is not None for r in summary["rows"])]
-    head = "| variant | seeds | " + " | ".join(ALIGNMENT_METRICS[k] for k in keys) + " |"
+    columns = summary.get("columns") or ALIGNMENT_METRICS
+    keys = [k for k in columns if any(r.get(k) is not None for r in summary["rows"])]
+    head = "| variant | seeds | " + " | ".join(columns[k] for k in keys) + " |"
     lines = [
         "## Alignment evaluation (held-out prompts and pairs)",
         "Policy samples on held-out prompts, scored by the gold reward; win rate against the reference policy's "
         "samples with the same seeds (ties ½); KL(π‖π_ref) as the mean of Σ_t log π − log π_ref over the "
         "policy's samples; held-out preference accuracy under the loss's own implicit reward (gold labels, never "
-        "flipped); ρ = log π − log π_ref of held-out chosen / rejected completions (likelihood displacement). "
-        "Mean over training seeds [95% CI over seeds].",
+        "flipped); ρ = log π − log π_ref of held-out chosen / rejected completions (likelihood displacement); "
+        "a judged benchmark's win rate is the judge's P(policy response ≻ the benchmark's baseline response). "
+        "Mean over training seeds [95% CI over seeds]; a column is shown when some run measured it.",
         head,
         "|" + "---|" * (len(keys) + 2),
     ]
     ref = summary.get("reference") or {}
-    lines.append("| reference (SFT) | — | " + " | ".join(f"{ref[k]:.3f}" if k in ref else "—" for k in keys) + " |")
+    lines.append(
+        "| reference (the starting model) | — | "
+        + " | ".join(f"{ref[k]:.3f}" if k in ref else "—" for k in keys)
+        + " |"
+    )
     for row in summary["rows"]:
         lines.append(f"| {row['variant']} | {row['n_seeds']} | " + " | ".join(_cell(row, k) for k in keys) + " |")
     if figure is not None:

@@ -1,7 +1,8 @@
 """The catalog index, reports/index.md and index.html: every paper folder, and for each tier it was run at, its
 claims by verdict, its targets by status, when it last ran, whether its runs are stale, and a link to its report.
 
-Built from whatever results/<paper>/<tier>/compare.json exist: a paper never run is listed as such.
+Built from whatever results/<paper>/<tier>/compare.json exist (and results/<paper>/<tier>@<overrides>/ of runs on a
+researcher's own model or data, repro/overrides.py): a paper never run is listed as such.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def catalog_rows(root: Path) -> list[dict[str, Any]]:
     for paper_dir in sorted((root / "papers").glob("*/paper.yaml")):
         meta = load_paper_meta(paper_dir.parent)
         ran = [t for t in TIERS if (root / "results" / meta.id / t / "compare.json").is_file()]
+        ran += sorted(  # runs made with overrides, after the plain tiers
+            p.parent.name for tier in TIERS for p in (root / "results" / meta.id).glob(f"{tier}@*/compare.json")
+        )
         base = {"paper": meta.id, "title": meta.title, "family": meta.family}
         if not ran:
             rows.append({**base, "tier": None})
@@ -45,14 +49,16 @@ def _summarise(result: dict[str, Any], root: Path, paper: str, code_now: dict[st
 
     runs = result.get("runs") or []
     stamps = [(r.get("provenance") or {}).get("timestamp_utc") for r in runs]
-    report = next((p for p in ("report.html", "report.md") if (root / "reports" / paper / p).is_file()), None)
+    label = str(result.get("label") or result.get("tier"))
+    folder = paper if label == result.get("tier") else f"{paper}/{label}"  # overrides: reports/<paper>/<label>/
+    report = next((p for p in ("report.html", "report.md") if (root / "reports" / folder / p).is_file()), None)
     return {
         "claims": dict(Counter(c.get("verdict", "?") for c in result.get("claims") or [])),
         "targets": dict(Counter(t.get("status", "?") for t in result.get("targets") or [])),
         "n_runs": len(runs),
         "last_run": max((s for s in stamps if s), default=None),
         "stale_runs": len(stale_runs(result, root / "papers" / paper, code_now, root)),
-        "report": f"{paper}/{report}" if report else None,
+        "report": f"{folder}/{report}" if report else None,
     }
 
 

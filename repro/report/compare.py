@@ -23,6 +23,7 @@ from repro.provenance import collect_provenance
 from repro.report.alignment import alignment_summary
 from repro.report.claims import REDUCERS, TESTS, mean_ci
 from repro.report.results_table import results_table_summary
+from repro.report.scale import scale_summary, truncation_warnings
 from repro.report.targets import (
     BASE_MODEL,
     Ablation,
@@ -402,6 +403,7 @@ def run_rows(runs: dict[str, list[RunData]]) -> list[dict[str, Any]]:
             "missing": r.missing,
             "errors": r.errors,
             "provenance": lookup(r.summary, "provenance"),
+            "overrides": lookup(r.summary, "overrides") or {},
         }
         for variant_runs in runs.values()
         for r in variant_runs
@@ -412,18 +414,24 @@ def run_rows(runs: dict[str, list[RunData]]) -> list[dict[str, Any]]:
 
 
 def compare(
-    paper_dir: str | os.PathLike[str], results_dir_for_tier: str | os.PathLike[str], tier: str
+    paper_dir: str | os.PathLike[str], results_dir_for_tier: str | os.PathLike[str], tier: str, label: str | None = None
 ) -> dict[str, Any]:
-    """Build the compare.json dict for one paper at one tier."""
+    """Build the compare.json dict for one paper at one tier (`label`: the results folder, `<tier>@<overrides>` for
+    runs made with model= / data_dir= / set=, repro/overrides.py)."""
     paper_dir, results_dir = Path(paper_dir), Path(results_dir_for_tier)
     meta = load_paper_meta(paper_dir)
     targets = load_targets(paper_dir / "targets.yaml", list(meta.variants))
     if targets.paper != meta.id:
         raise ValueError(f"{targets.path}: paper {targets.paper!r} does not match paper.yaml id {meta.id!r}")
     runs, warnings = collect_runs(results_dir, meta.variants)
+    warnings += truncation_warnings(runs)
     result = {
         "paper": meta.id,
         "tier": tier,
+        "label": label or tier,
+        "default_variant": meta.default_variant,
+        "overrides": _run_overrides(runs),
+        "scale": scale_summary(runs, meta.default_variant),
         "targets": [target_row(t, runs[t.variant], tier) for t in targets.targets],
         "claims": [claim_row(c, runs) for c in targets.claims],
         "references": [
@@ -449,11 +457,22 @@ def write_compare(
     results_dir_for_tier: str | os.PathLike[str],
     tier: str,
     out_path: str | os.PathLike[str] | None = None,
+    label: str | None = None,
 ) -> Path:
     """compare(...) written atomically to `out_path` (default `<results_dir_for_tier>/compare.json`)."""
     out = Path(out_path) if out_path is not None else Path(results_dir_for_tier) / "compare.json"
-    write_json(out, compare(paper_dir, results_dir_for_tier, tier))
+    write_json(out, compare(paper_dir, results_dir_for_tier, tier, label))
     return out
+
+
+def _run_overrides(runs: dict[str, list[RunData]]) -> dict[str, Any]:
+    """The overrides (model=, data_dir=, set=) the runs were made with, as their summaries record them; {} for
+    none. Runs of one results folder share them (the folder's name is their hash)."""
+    for variant_runs in runs.values():
+        for run in variant_runs:
+            if run.summary and run.summary.get("overrides"):
+                return dict(run.summary["overrides"])
+    return {}
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -284,7 +284,7 @@ def plot_frontier(
                        edgecolor="black", s=36, zorder=3, label=f"{variant} (final, per seed)")  # fmt: skip
     ref = (summary.get("reference") or {}).get("gold_reward")
     if ref is not None:
-        ax.scatter([0.0], [ref], marker="*", s=160, color="black", zorder=4, label="reference (SFT)")
+        ax.scatter([0.0], [ref], marker="*", s=160, color="black", zorder=4, label="reference (starting model)")
     if not ax.has_data():
         return None
     ax.set_xlabel("KL(π‖π_ref) per completion (nats)")

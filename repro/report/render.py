@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from repro.io import read_json, read_jsonl_tolerant, write_text
+from repro.overrides import tier_of
 from repro.provenance import UNKNOWN
 from repro.report import plots
 from repro.report.alignment import alignment_section
 from repro.report.results_table import results_table_section
+from repro.report.samples import samples_section
+from repro.report.scale import scale_line
 from repro.report.staleness import stale_runs
 from repro.report.targets import PaperMeta, load_paper_meta
 
-TIER_SCALE = {
-    "smoke": "a tiny model built locally, synthetic verifiable tasks, 2 CPU cores, minutes",
-    "small": "a ~0.5–1.5B hub model on GSM8K/MATH-scale data, one GPU, hours",
+TIER_SCALE = {  # what each tier's configs are made for; the header says what the runs were (report/scale.py)
+    "smoke": "a tiny model built locally, synthetic tasks, 2 CPU cores, minutes",
+    "small": "a ~0.5–1.5B model on real data (math prompts, preference pairs or SFT sets), one GPU, hours",
     "paper": "the paper's own model, data and setting",
 }
 DIVERGENCE_COLUMNS = {
@@ -44,8 +47,11 @@ def render_report(
     meta = load_paper_meta(paper_dir)
     compare_path, out = Path(compare_json_path), Path(out_md)
     result = read_json(compare_path)
-    if result.get("tier") != tier:
-        raise ValueError(f"{compare_path} is for tier {result.get('tier')!r}, not {tier!r}")
+    label, tier = tier, tier_of(tier)  # `tier` may name a results folder of runs with overrides: <tier>@<...>
+    if result.get("tier") != tier or result.get("label", tier) != label:
+        raise ValueError(
+            f"{compare_path} is for tier {result.get('tier')!r} (results folder {result.get('label')!r}), not {label!r}"
+        )
     figures_dir = out.parent / "figures"
     curves = _curves_by_variant(result, compare_path.parent, meta.variants)
     curve_figures = plots.plot_training_curves(curves, figures_dir)
@@ -69,6 +75,7 @@ def render_report(
         results_table_section(result.get("results_table")),
         curves_section(curve_figures, out.parent),
         divergence_section(result, meta.variants),
+        samples_section(result, out.parent),
         provenance_section(result),
     ]
     write_text(out, "\n\n".join(p.strip() for p in parts if p) + "\n")
@@ -96,10 +103,11 @@ def header_section(meta: PaperMeta, result: dict[str, Any], tier: str) -> str:
             f"{len(at_tier)} of {len(targets)} published targets are set at this tier and are compared "
             "against our numbers; claims are checked as well."
         )
+    ran = scale_line(result.get("scale"), tier)
     lines = [
         f"# {meta.title} — reproduction report",
         f"Paper: {link} · paper id `{meta.id}` · family {meta.family} · tier **{tier}**",
-        f"**Scale:** this run is at the **{tier}** tier ({scale}). {comparable}",
+        f"**Scale:** the **{tier}** tier's recipe ({scale}); what ran: {ran}. {comparable}",
     ]
     warnings = result.get("warnings") or []
     stale = stale_runs(result, meta.path)
@@ -350,6 +358,15 @@ def provenance_section(result: dict[str, Any]) -> str:
         ),
         md_table(["Package", "Version"], [[k, str(v)] for k, v in packages.items()]) if packages else "",
     ]
+    if overrides := result.get("overrides"):
+        from repro.overrides import Overrides
+
+        lines.insert(
+            2,
+            f"**Overrides:** these runs were made with `{Overrides.from_record(overrides).describe()}` on top of the "
+            f"paper folder's `{result.get('tier')}` config (results folder `{result.get('label')}`; each run's "
+            "`config.resolved.yaml` holds the resolved values).",
+        )
     run_rows = []
     for run in result.get("runs") or []:
         rp = run.get("provenance") or {}

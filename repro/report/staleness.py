@@ -3,7 +3,8 @@
 A run is stale when
 - the core code (repro/, configs/, the Snakefile, pyproject.toml: provenance.CODE_PATHS) hashes differently from
   the code it was made by (`code_sha256` in its summary), or
-- its config.resolved.yaml differs from what the paper folder resolves to now (the keys that moved are named).
+- its config.resolved.yaml differs from what the paper folder resolves to now, under the run's own overrides
+  (model=, data_dir=, --set: summary.json `overrides`) (the keys that moved are named).
 
 A run shortened on purpose (`--config max_steps=N`, as CI does) differs in `train.max_steps` only by being
 shorter; that alone is not staleness.
@@ -12,6 +13,7 @@ shorter; that alone is not staleness.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +35,27 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @functools.lru_cache(maxsize=256)
-def _current_config(paper_dir: str, tier: str, variant: str) -> dict[str, Any]:
+def _current_config(paper_dir: str, tier: str, variant: str, overrides_json: str = "{}") -> dict[str, Any]:
     """The folder's resolved config, flattened; cached per process (every seed of a variant shares it)."""
     from repro.config import dump, load_paper_config
+    from repro.overrides import Overrides
 
-    return _flat(yaml.load(dump(load_paper_config(Path(paper_dir), tier, variant)), Loader=_LOADER))
+    overrides = Overrides.from_record(json.loads(overrides_json))
+    return _flat(yaml.load(dump(load_paper_config(Path(paper_dir), tier, variant, overrides)), Loader=_LOADER))
 
 
-def config_changes(paper_dir: Path, tier: str, variant: str, run_dir: Path) -> list[str]:
-    """Dotted keys whose value in the run's config.resolved.yaml differs from the folder's config now."""
+def config_changes(
+    paper_dir: Path, tier: str, variant: str, run_dir: Path, overrides: dict[str, Any] | None = None
+) -> list[str]:
+    """Dotted keys whose value in the run's config.resolved.yaml differs from the folder's config now (under the
+    run's overrides, as summary.json records them)."""
     from repro.schema import ConfigError
 
     resolved = run_dir / "config.resolved.yaml"
     if not resolved.is_file():
         return []  # reported as a missing file elsewhere
     try:
-        now = _current_config(str(paper_dir), tier, variant)
+        now = _current_config(str(paper_dir), tier, variant, json.dumps(overrides or {}, sort_keys=True))
     except (ConfigError, FileNotFoundError) as err:
         return [f"(the folder's {tier}/{variant} config no longer resolves: {err})"]
     then = _flat(yaml.load(resolved.read_text(encoding="utf-8"), Loader=_LOADER))
@@ -73,7 +80,8 @@ def stale_reasons(
         reasons.append("core code changed")
     if paper_dir is not None and run.get("path"):
         run_dir = Path(run["path"])
-        changed = config_changes(paper_dir, tier, run["variant"], run_dir if run_dir.is_absolute() else root / run_dir)
+        run_dir = run_dir if run_dir.is_absolute() else root / run_dir
+        changed = config_changes(paper_dir, tier, run["variant"], run_dir, run.get("overrides"))
         if changed:
             shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
             reasons.append(f"config changed: {shown}")

@@ -15,7 +15,9 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
-    max_prompt_length: int | None = None  # keep the last tokens of longer prompts
+    max_prompt_length: int | None = None  # longer prompts are cut to this many tokens (None: never)
+    # keep_end: a cut prompt keeps its last tokens (TRL's default for prompts); keep_start: its first (data config)
+    truncation_mode: str = "keep_end"
 
 
 @dataclass
@@ -29,6 +31,12 @@ class RolloutBatch:
     completions: list[str]  # decoded completion text (without the EOS)
     # Row-aligned model inputs beyond the text (a VL policy's pixel_values [N, C, H, W]); empty for text.
     extra_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    # [N] bool: the row's prompt was longer than max_prompt_length and was cut (None when built: no row was)
+    prompt_truncated: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt_truncated is None:
+            self.prompt_truncated = torch.zeros(self.truncated.shape, dtype=torch.bool, device=self.truncated.device)
 
     @property
     def completion_lengths(self) -> torch.Tensor:
@@ -46,6 +54,7 @@ class RolloutBatch:
             self.truncated[rows],
             [self.completions[i] for i in idx],
             {k: v[rows] for k, v in self.extra_inputs.items()},
+            self.prompt_truncated[rows],
         )
 
 
@@ -69,7 +78,32 @@ def concat_batches(batches: list[RolloutBatch], pad_id: int) -> RolloutBatch:
         torch.cat([b.truncated for b in batches]),
         [c for b in batches for c in b.completions],
         _concat_extra([b.extra_inputs for b in batches]),
+        torch.cat([b.prompt_truncated for b in batches]),
     )
+
+
+def cut_prompt(ids: list[int], max_prompt_length: int | None, truncation_mode: str = "keep_end") -> list[int]:
+    """A prompt's token ids, cut to `max_prompt_length` when longer: keep_end keeps the last tokens (a left cut,
+    TRL's default for prompts), keep_start the first. None: never cut."""
+    if max_prompt_length is None or len(ids) <= max_prompt_length:
+        return ids
+    if truncation_mode == "keep_end":
+        return ids[-max_prompt_length:]
+    if truncation_mode == "keep_start":
+        return ids[:max_prompt_length]
+    raise ValueError(f"truncation_mode {truncation_mode!r} is not one of keep_end, keep_start")
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows left-padded to the longest: (ids [n, P], attention mask [n, P])."""
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), pad_id, dtype=torch.long)  # [n, P]
+    mask = torch.zeros((len(rows), P), dtype=torch.long)  # [n, P]
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, P - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, P - len(r) :] = 1
+    return ids, mask
 
 
 def _concat_extra(extras: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

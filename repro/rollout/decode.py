@@ -77,13 +77,33 @@ def logits_warpers(temperature: float, top_k: int, top_p: float) -> list[Any]:
 
 class _Cache:
     """Keys and values [n, KV, L, D] per layer and which positions hold a valid token [n, L]; `keep` selects rows
-    (copies a prompt's cache to its samples, drops finished rows)."""
+    (copies a prompt's cache to its samples, drops finished rows).
 
-    def __init__(self, layers: int, n: int, kv_heads: int, length: int, head_dim: int, like: torch.Tensor) -> None:
-        shape = (n, kv_heads, length, head_dim)
-        self.keys = [like.new_zeros(shape) for _ in range(layers)]
-        self.values = [like.new_zeros(shape) for _ in range(layers)]
+    The length L grows with the completions (doubling, up to `limit` = prompt + max_new_tokens) instead of being
+    allocated whole: with a 2048-token budget and 25-token answers, a whole-budget cache is ~80x the memory that is
+    used, and each `keep` would copy all of it."""
+
+    def __init__(
+        self, layers: int, n: int, kv_heads: int, length: int, head_dim: int, like: torch.Tensor, limit: int
+    ) -> None:
+        self.limit = limit
+        self.keys = [like.new_zeros((n, kv_heads, length, head_dim)) for _ in range(layers)]
+        self.values = [like.new_zeros((n, kv_heads, length, head_dim)) for _ in range(layers)]
         self.valid = torch.zeros(n, length, dtype=torch.bool, device=like.device)  # [n, L]
+
+    def reserve(self, end: int) -> None:
+        """Room for positions [0, end)."""
+        length = self.valid.size(1)
+        if end <= length:
+            return
+        grown = min(max(end, 2 * length), max(self.limit, end))
+
+        def pad(x: torch.Tensor) -> torch.Tensor:  # [n, KV, L, D] -> [n, KV, grown, D]
+            return torch.nn.functional.pad(x, (0, 0, 0, grown - length))
+
+        self.keys = [pad(k) for k in self.keys]
+        self.values = [pad(v) for v in self.values]
+        self.valid = torch.nn.functional.pad(self.valid, (0, grown - length), value=False)
 
     def keep(self, rows: torch.Tensor) -> None:
         self.keys = [k[rows] for k in self.keys]
@@ -103,6 +123,7 @@ def _forward(
     h = base.embed_tokens(ids)  # [n, T, hidden]
     cos, sin = base.rotary_emb(h, positions)  # [n, T, D]
     causal = torch.ones(T, end, dtype=torch.bool, device=ids.device).tril(diagonal=start)  # [T, end]
+    cache.reserve(end)
     allowed = cache.valid[:, None, None, :end] & causal  # [n, 1, T, end]
     bias = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill_(~allowed, torch.finfo(h.dtype).min)
     for i, layer in enumerate(base.layers):
@@ -133,7 +154,7 @@ def sample(
     prompt_mask: torch.Tensor,  # [n, P]
     num_generations: int,
     max_new_tokens: int,
-    eos_id: int,
+    stop_ids: int | list[int],
     pad_id: int,
     temperature: float = 1.0,
     top_k: int = 0,
@@ -142,6 +163,7 @@ def sample(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """G samples per prompt, prompt-major: (completion ids [N, T] padded after EOS, log-prob of each sampled token
     under the processed distribution [N, T], 0 after EOS); T is the longest completion, ≤ max_new_tokens.
+    `stop_ids`: the tokens that end a completion (repro/models/stops.py), kept as its last token.
     `greedy`: the most likely token at each step, as `generate(do_sample=False)` (no warpers, no random draws)."""
     G = num_generations
     n, P = prompt_ids.shape
@@ -149,7 +171,11 @@ def sample(
     attn0 = model.model.layers[0].self_attn
     kv_heads = attn0.k_proj.out_features // attn0.head_dim
     warpers = [] if greedy else logits_warpers(temperature, top_k, top_p)
-    cache = _Cache(len(model.model.layers), n, kv_heads, P + max_new_tokens, attn0.head_dim, model.lm_head.weight)
+    stops = torch.tensor([stop_ids] if isinstance(stop_ids, int) else list(stop_ids), device=prompt_ids.device)
+    first = P + min(max_new_tokens, 64)  # grown as completions lengthen (_Cache.reserve)
+    cache = _Cache(
+        len(model.model.layers), n, kv_heads, first, attn0.head_dim, model.lm_head.weight, P + max_new_tokens
+    )
     cache.valid[:, :P] = prompt_mask.bool()
     positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # [n, P], as `generate` sets them
     logits = _forward(model, cache, prompt_ids, positions, 0).repeat_interleave(G, dim=0)  # [N, V]
@@ -175,13 +201,14 @@ def sample(
         tokens[alive, t] = picked
         logprobs[alive, t] = torch.where(running, torch.log_softmax(scores, -1).gather(1, picked[:, None])[:, 0], 0.0)
         steps = t + 1
-        running = running & (picked != eos_id)
+        running = running & ~torch.isin(picked, stops)
         if not running.any() or t == max_new_tokens - 1:
             break
         if (~running).sum() >= max(1, COMPACT_SHARE * len(alive)):  # drop finished rows from the batch
             keep = running.nonzero().squeeze(1)
             alive, running, picked, next_position = alive[keep], running[keep], picked[keep], next_position[keep]
             cache.keep(keep)
+        cache.reserve(P + t + 1)
         cache.valid[:, P + t] = True
         logits = _forward(model, cache, picked[:, None], next_position, P + t)  # [a, V]
         next_position = next_position + 1

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
+from repro.models.stops import stop_token_ids
 from repro.registry import Registry
 from repro.rollout import decode
-from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches
+from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches, cut_prompt, left_pad
 
 BACKENDS: Registry[type] = Registry("rollout backend")
 
@@ -30,6 +31,8 @@ class HFRollout:
         self.model = model
         self.tokenizer = tokenizer
         self.decode = decode
+        # every token that ends a completion: tokenizer eos, generation_config eos ids, the template's end of turn
+        self.stop_ids = stop_token_ids(tokenizer, model)
         # FSDP: every rank runs each decoding step until all ranks are done (HF's synced_gpus), as a step's forward
         # gathers the sharded weights from every rank.
         self.synced_gpus = False
@@ -64,12 +67,12 @@ class HFRollout:
     ) -> RolloutBatch:
         tok = self.tokenizer
         tok.padding_side = "left"
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"]  # [n, P]
-        if params.max_prompt_length is not None and prompt_ids.size(1) > params.max_prompt_length:
-            prompt_ids = prompt_ids[:, -params.max_prompt_length :]
-            prompt_mask = prompt_mask[:, -params.max_prompt_length :]
+        encoded = tok(prompts, add_special_tokens=False)["input_ids"]
+        limit, mode = params.max_prompt_length, params.truncation_mode
+        kept = [cut_prompt(ids, limit, mode) for ids in encoded]  # longer prompts cut on the configured side
+        prompt_ids, prompt_mask = left_pad(kept, tok.pad_token_id)  # [n, P]
         G = params.num_generations
+        cut = torch.tensor([limit is not None and len(ids) > limit for ids in encoded]).repeat_interleave(G)  # [N]
         distinct_ids, distinct_mask = prompt_ids, prompt_mask  # [n, P]
         prompt_ids = prompt_ids.repeat_interleave(G, dim=0)  # [N, P], prompt-major groups
         prompt_mask = prompt_mask.repeat_interleave(G, dim=0)
@@ -78,11 +81,10 @@ class HFRollout:
         self.model.eval()
         if self._lean(extra, prompt_ids.size(1) + params.max_new_tokens):
             completion_ids, sampler_logprobs = decode.sample(
-                self.model, distinct_ids, distinct_mask, G, params.max_new_tokens, tok.eos_token_id,
-                tok.pad_token_id, params.temperature, params.top_k, params.top_p,
+                self.model, distinct_ids, distinct_mask, G, params.max_new_tokens, self.stop_ids, tok.pad_token_id, params.temperature, params.top_k, params.top_p,
             )  # fmt: skip
             self.model.train(was_training)
-            return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra)
+            return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra, cut)
         out = self.model.generate(
             input_ids=prompt_ids,
             attention_mask=prompt_mask,
@@ -92,7 +94,7 @@ class HFRollout:
             top_k=params.top_k,  # 0 = off; None would let transformers fill in its default of 50
             repetition_penalty=1.0,  # never inherit a checkpoint's generation_config penalties
             max_new_tokens=params.max_new_tokens,
-            eos_token_id=tok.eos_token_id,
+            eos_token_id=self.stop_ids,
             pad_token_id=tok.pad_token_id,
             output_scores=True,
             return_dict_in_generate=True,
@@ -103,7 +105,7 @@ class HFRollout:
         completion_ids = out.sequences[:, prompt_ids.size(1) :]  # [N, T]
         scores = torch.stack(out.scores, dim=1).float()  # [N, T, V] processed (temperature, top-k/p) logits
         sampler_logprobs = torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-        return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra)
+        return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra, cut)
 
     def _lean(self, extra: dict[str, torch.Tensor], total_length: int) -> bool:
         """Whether repro/rollout/decode.py samples this call (text only, one process's own weights)."""
@@ -118,21 +120,25 @@ class HFRollout:
         completion_ids: torch.Tensor,  # [N, T]
         sampler_logprobs: torch.Tensor,  # [N, T]
         extra: dict[str, torch.Tensor],
+        prompt_truncated: torch.Tensor,  # [N] bool
     ) -> RolloutBatch:
         tok = self.tokenizer
-        completion_mask, truncated = eos_mask(completion_ids, tok.eos_token_id)
+        completion_mask, truncated = eos_mask(completion_ids, self.stop_ids)
         sampler_logprobs = torch.where(completion_mask.bool(), sampler_logprobs, torch.zeros_like(sampler_logprobs))
         texts = tok.batch_decode(
             completion_ids * completion_mask + tok.pad_token_id * (1 - completion_mask), skip_special_tokens=True
         )
         return RolloutBatch(
-            prompt_ids, prompt_mask, completion_ids, completion_mask.float(), sampler_logprobs, truncated, texts, extra
-        )
+            prompt_ids, prompt_mask, completion_ids, completion_mask.float(), sampler_logprobs, truncated, texts, extra,
+            prompt_truncated,
+        )  # fmt: skip
 
 
-def eos_mask(completion_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask of tokens up to and including the first EOS, and whether a row never reached EOS."""
-    is_eos = completion_ids == eos_id  # [N, T]
+def eos_mask(completion_ids: torch.Tensor, stop_ids: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of tokens up to and including the first stop token (EOS or any of `stop_ids`), and whether a row never
+    reached one (truncated)."""
+    stops = torch.tensor([stop_ids] if isinstance(stop_ids, int) else list(stop_ids), device=completion_ids.device)
+    is_eos = torch.isin(completion_ids, stops)  # [N, T]
     has_eos = is_eos.any(dim=1)  # [N]
     T = completion_ids.size(1)
     first = torch.where(has_eos, is_eos.float().argmax(dim=1), torch.full_like(has_eos, T, dtype=torch.long))  # [N]

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from repro.rollout.base import RolloutBatch, SamplingParams
+from repro.models.stops import stop_token_ids
+from repro.rollout.base import RolloutBatch, SamplingParams, cut_prompt
 from repro.rollout.hf import BACKENDS, eos_mask
 from repro.schema import ConfigError
 
@@ -47,6 +48,7 @@ class VLLMRollout:
                 "with rollout_backend: hf (or hf_mismatch to emulate an inference engine's numerical mismatch)"
             ) from None
         self.tokenizer = tokenizer
+        self.stop_ids = stop_token_ids(tokenizer, model)  # the one stop set (repro/models/stops.py)
         if mode == "colocate":
             kwargs = {"max_model_len": max_model_len} if max_model_len else {}
             self.llm = vllm.LLM(
@@ -84,9 +86,10 @@ class VLLMRollout:
     ) -> RolloutBatch:
         if extra_inputs:
             raise ConfigError("the vllm backend does not take image inputs here; use rollout_backend: hf for VL runs")
-        enc = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        if params.max_prompt_length is not None:
-            enc = [ids[-params.max_prompt_length :] for ids in enc]
+        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        limit = params.max_prompt_length
+        cut = torch.tensor([limit is not None and len(ids) > limit for ids in encoded])  # [n]
+        enc = [cut_prompt(ids, limit, params.truncation_mode) for ids in encoded]
         G = params.num_generations
         if self.client is not None:
             if seeds is not None:
@@ -106,7 +109,7 @@ class VLLMRollout:
             def sampling(seed: int | None) -> Any:  # a request's seed fixes its G samples (vLLM's per-request seed)
                 return vllm.SamplingParams(
                     n=G, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
-                    max_tokens=params.max_new_tokens, logprobs=0, seed=seed,
+                    max_tokens=params.max_new_tokens, logprobs=0, seed=seed, stop_token_ids=self.stop_ids,
                 )  # fmt: skip
 
             per_request = [sampling(s) for s in seeds] if seeds is not None else sampling(None)
@@ -116,7 +119,11 @@ class VLLMRollout:
                 for sample in request.outputs:
                     completions.append(list(sample.token_ids))
                     logprobs.append([step[tok].logprob for tok, step in zip(sample.token_ids, sample.logprobs)])
-        return batch_from_token_lists(enc, completions, logprobs, G, self.tokenizer, params.max_new_tokens)
+        batch = batch_from_token_lists(
+            enc, completions, logprobs, G, self.tokenizer, params.max_new_tokens, self.stop_ids
+        )
+        batch.prompt_truncated = cut.repeat_interleave(G)  # [N]
+        return batch
 
 
 def batch_from_token_lists(
@@ -126,11 +133,12 @@ def batch_from_token_lists(
     G: int,
     tokenizer: Any,
     max_new_tokens: int,
+    stop_ids: list[int] | None = None,
 ) -> RolloutBatch:
     """A RolloutBatch from an engine's token lists: prompts left-padded and repeated G times, completions
-    right-padded; the mask covers each completion up to its first EOS (an engine may or may not return the EOS);
-    truncated = no EOS and max_new_tokens reached."""
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    right-padded; the mask covers each completion up to its first stop token (`stop_ids`, default the tokenizer's
+    EOS; an engine may or may not return it); truncated = no stop token and max_new_tokens reached."""
+    pad, eos = tokenizer.pad_token_id, stop_ids or tokenizer.eos_token_id
     P = max(len(p) for p in prompts)
     T = max(1, max(len(c) for c in completions))
     prompt_ids = torch.full((len(prompts), P), pad, dtype=torch.long)  # [n, P]

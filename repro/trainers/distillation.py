@@ -14,10 +14,12 @@ accumulated gradient equals one batch of GA × B sequences (TRL normalises by `n
 `u < λ` (TRL: `random.random() <= λ`) makes λ = 0 exactly never on-policy.
 
 Logged per step: the loss, the on-policy share, completion length, the training batch's accuracy and per-token
-reverse KL to the teacher, and cumulative FLOPs (generation, student forward+backward, teacher forward:
-2·N per token for a forward, 6·N for forward+backward). With `train.eval_every`, a monitor (repro/eval/distillation.py)
-adds held-out accuracy and KL to the teacher of the student's own samples; before step 1 it measures the
-teacher and the starting student on the same prompts and seed (reference.json), the ends of the student→teacher gap.
+reverse KL to the teacher, the prompts cut to data.max_prompt_length (`prompts_truncated`), and cumulative FLOPs
+(generation, student forward+backward, teacher forward: 2·N per token for a forward, 6·N for forward+backward).
+With `train.eval_every`, a monitor (repro/eval/distillation.py) adds held-out accuracy and KL to the teacher of the
+student's own samples; before step 1 it measures the teacher and the starting student on the same prompts and seed
+(reference.json), the ends of the student→teacher gap. samples.jsonl holds `train.log_completions_per_step` decoded
+rows of each step (repro/trainers/samples.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,12 @@ from repro.distributed import DataParallel, require_sample_seeds
 from repro.io import read_json, write_json
 from repro.losses.distillation import DISTILLATION_LOSSES, DistillationParams, token_divergence
 from repro.rewards.grader import extract_answer, grade
-from repro.rollout.base import SamplingParams, group_seed
+from repro.rollout.base import SamplingParams, cut_prompt, group_seed
 from repro.rollout.hf import HFRollout
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.logprobs import completion_logits
 from repro.trainers.loop import adamw, clipped_update, drive_steps
+from repro.trainers.samples import SampleLog, decode_rows, pick_rows
 from repro.trainers.sequence_logps import EncodedRow, collate
 
 SOURCES = ("student", "teacher", "dataset")
@@ -55,6 +58,8 @@ class MicroBatch:
     completion_ids: torch.Tensor  # [B, T] right-padded
     completion_mask: torch.Tensor  # [B, T] 1 up to and including EOS
     correct: list[bool]  # the completion's answer is right (what the batch teaches)
+    truncated: list[bool] = field(default_factory=list)  # no stop token within max_new_tokens
+    prompts_cut: int = 0  # prompts longer than data.max_prompt_length, cut
 
     @property
     def tokens(self) -> int:
@@ -98,6 +103,7 @@ class DistillationTrainer:
             top_p=self.t.top_p,
             top_k=self.t.top_k,
             max_prompt_length=cfg.data.max_prompt_length,
+            truncation_mode=cfg.data.truncation_mode,
         )
         self.samplers = {"student": HFRollout(model, tokenizer), "teacher": HFRollout(self.teacher, tokenizer)}
         # FSDP: the ranks sample different prompts from the sharded student, each decoding step a collective
@@ -114,6 +120,7 @@ class DistillationTrainer:
         self.order: list[int] = []
         self.cursor, self.epoch = 0, 0
         self.metrics_rows: list[dict[str, Any]] = []
+        self._samples: SampleLog | None = None  # samples.jsonl, open while train() runs
 
     # ------------------------------------------------------------------ batches
 
@@ -147,7 +154,7 @@ class DistillationTrainer:
             rollout = self.samplers[source].generate(prompts, self.sampling, **seeds)
             batch = MicroBatch(
                 source, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
-                rollout.completion_mask.long(), [],
+                rollout.completion_mask.long(), [], rollout.truncated.tolist(), int(rollout.prompt_truncated.sum()),
             )  # fmt: skip
             texts = rollout.completions
             generator = self.n_student if source == "student" else self.n_teacher
@@ -159,15 +166,16 @@ class DistillationTrainer:
     def _dataset_batch(self, prompts: list[str], targets: list[str]) -> MicroBatch:
         if any(not t for t in targets):
             raise ValueError("dataset completions are empty: off-policy batches need seq_kd: true or lmbda: 1")
-        rows = []
+        rows, truncated, cut = [], [], 0
+        limit = self.cfg.data.max_prompt_length
         for prompt, target in zip(prompts, targets):
             p = self.tok(prompt, add_special_tokens=False)["input_ids"]
-            if self.cfg.data.max_prompt_length is not None:
-                p = p[-self.cfg.data.max_prompt_length :]
+            cut += int(limit is not None and len(p) > limit)
             c = self.tok(target, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
-            rows.append(EncodedRow(p, c[: self.t.max_new_tokens]))
+            rows.append(EncodedRow(cut_prompt(p, limit, self.cfg.data.truncation_mode), c[: self.t.max_new_tokens]))
+            truncated.append(len(c) > self.t.max_new_tokens)  # the EOS was cut off
         prompt_ids, prompt_mask, completion_ids, completion_mask = collate(rows, self.tok.pad_token_id)
-        return MicroBatch("dataset", prompt_ids, prompt_mask, completion_ids, completion_mask, [])
+        return MicroBatch("dataset", prompt_ids, prompt_mask, completion_ids, completion_mask, [], truncated, cut)
 
     # ------------------------------------------------------------------ one optimizer step
 
@@ -199,10 +207,14 @@ class DistillationTrainer:
         )
         self.step += 1
         correct = [c for b in window for c in b.correct]
+        prompts_cut = sum(b.prompts_cut for b in window)
         if self.dp.world > 1:  # the step's numbers over every rank's share
             correct = [c for rank in self.dp.gather_objects(correct) for c in rank]
-            totals = self.dp.sum_each({"loss": loss_total, "kl": kl_sum, "flops": self.flops - flops_before})
+            totals = self.dp.sum_each(
+                {"loss": loss_total, "kl": kl_sum, "flops": self.flops - flops_before, "cut": prompts_cut}
+            )
             loss_total, kl_sum, self.flops = totals["loss"], totals["kl"], flops_before + totals["flops"]
+            prompts_cut = round(totals["cut"])
         row: dict[str, Any] = {
             "step": self.step,
             "loss": loss_total,
@@ -212,6 +224,7 @@ class DistillationTrainer:
             "grad_norm": grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
             "flops": self.flops,
+            "prompts_truncated": prompts_cut,  # longer than data.max_prompt_length, cut
         }
         if self.loss.needs_teacher_logits:
             row["train_reverse_kl"] = kl_sum / num_items
@@ -220,7 +233,25 @@ class DistillationTrainer:
         if monitored and (self.dp.is_main or self.dp.shards_parameters):  # DDP: the main rank measures
             row.update({f"eval_{k}": v for k, v in self.monitor(self.model).items()})
         self.metrics_rows.append(row)
+        self._log_samples(window)
         return row
+
+    def _log_samples(self, window: list[MicroBatch]) -> None:
+        """train.log_completions_per_step rows of the step's micro-batches to samples.jsonl (main rank, its own
+        share): the first row of each micro-batch, then the second, …."""
+        k = self.t.log_completions_per_step
+        if not k or self._samples is None or not self.dp.is_main:
+            return
+        flat = [(b, i) for b in window for i in range(b.prompt_ids.size(0))]
+        samples = []
+        for j in pick_rows(len(flat), self.t.per_device_train_batch_size, k):
+            b, i = flat[j]
+            (text,) = decode_rows(self.tok, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, [i])
+            samples.append(
+                {"step": self.step, **text, "source": b.source, "correct": bool(b.correct[i]),
+                 "truncated": bool(b.truncated[i])}
+            )  # fmt: skip
+        self._samples.write(samples)
 
     # ------------------------------------------------------------------ driver
 
@@ -236,9 +267,14 @@ class DistillationTrainer:
             self.policy_rng.setstate((version, tuple(internal), gauss))
         self._write_reference()
         self.model.train()
-        drive_steps(
-            self, "distill", lambda row: {"loss": f"{row['loss']:.3f}", "acc": f"{row['train_accuracy']:.2f}"}, progress
-        )
+        # samples.jsonl keeps the rows of the steps resumed from, as metrics.jsonl does
+        self._samples = SampleLog(self.out_dir, self.step, self.dp.is_main and self.t.log_completions_per_step > 0)
+        try:
+            drive_steps(
+                self, "distill", lambda r: {"loss": f"{r['loss']:.3f}", "acc": f"{r['train_accuracy']:.2f}"}, progress
+            )
+        finally:
+            self._samples.close()
         return self.metrics_rows
 
     def _write_reference(self) -> None:

@@ -45,6 +45,7 @@ from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilte
 from repro.trainers.logprobs import completion_logprobs
 from repro.trainers.loop import adamw, clipped_update, json_line, mean_rows
 from repro.trainers.perception import make_probe
+from repro.trainers.samples import SampleLog, decode_rows, pick_rows
 
 
 @dataclass
@@ -61,6 +62,7 @@ class GenerationResult:
     correct: torch.Tensor  # [N] 1.0 where the answer is right
     answers: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # each reward function's own values [N], unweighted
 
 
 class OnlineRLTrainer:
@@ -104,8 +106,9 @@ class OnlineRLTrainer:
             use_bias_correction_kl=t.use_bias_correction_kl,
         )
         self.sampling = SamplingParams(
-            t.num_generations, t.max_completion_length, t.temperature, t.top_p, t.top_k, cfg.data.max_prompt_length
-        )
+            t.num_generations, t.max_completion_length, t.temperature, t.top_p, t.top_k, cfg.data.max_prompt_length,
+            cfg.data.truncation_mode,
+        )  # fmt: skip
         self.optimizer = adamw(model, t)
         from transformers import get_scheduler
 
@@ -134,6 +137,10 @@ class OnlineRLTrainer:
         )
         self._first_window = True  # the first accumulation window of a generation sees pre-update weights
         self._window: list[dict[str, float]] = []  # micro-batch stats of the optimizer step being accumulated
+        self._prompts_cut = 0  # prompts longer than data.max_prompt_length drawn since the last optimizer step
+        self._samples: SampleLog | None = None  # samples.jsonl, open while train() runs
+        self._gen: GenerationResult | None = None  # the generation being trained on, and its steps logged so far
+        self._gen_steps = 0
 
     # ------------------------------------------------------------------ sampling and scoring
 
@@ -173,17 +180,19 @@ class OnlineRLTrainer:
         answers = [p.answer for p in problems for _ in range(G)]
         lengths = batch.completion_lengths.long().tolist()
         total = torch.zeros(len(answers))
+        terms = {}
         for term in self.rewards:
             values = REWARDS.get(term.name)(
                 batch.completions, lengths, answers, answer_style=self.cfg.data.answer_style, **term.params
             )
-            total += term.weight * torch.tensor(values, dtype=torch.float32)  # [N]
+            terms[term.name] = torch.tensor(values, dtype=torch.float32)  # [N]
+            total += term.weight * terms[term.name]
         # Accuracy is graded on its own: reward values (e.g. DAPO's ±1) are not a 0/1 correctness.
         style = self.cfg.data.answer_style
         correct = torch.tensor(
             [float(grade(extract_answer(c, style), a)) for c, a in zip(batch.completions, answers)]
         )  # [N]
-        return GenerationResult(batch, total, correct, answers)
+        return GenerationResult(batch, total, correct, answers, terms=terms)
 
     def _sample_generation(self) -> GenerationResult:
         """One generation batch; with a group filter, resample until it is full or tries run out."""
@@ -212,6 +221,8 @@ class OnlineRLTrainer:
         if not kept:  # every try was filtered out: train on the last batch rather than on nothing
             kept = [result]
             kept_groups = n_groups
+        # every draw's G rows carry its prompt's flag: count the prompts, not the rows
+        self._prompts_cut += sum(int(r.batch.prompt_truncated.sum()) for r in sampled) // G
         merged = concat_results(kept, self.tok.pad_token_id)
         merged.metrics = {
             "frac_zero_std": sum(raw_zero_std) / len(raw_zero_std),
@@ -238,6 +249,7 @@ class OnlineRLTrainer:
             result.rewards[rows],
             result.correct[rows],
             [result.answers[i] for i in rows.tolist()],
+            terms={name: values[rows] for name, values in result.terms.items()},
         )
 
     # ------------------------------------------------------------------ one generation → updates
@@ -465,11 +477,39 @@ class OnlineRLTrainer:
         row = {"step": self.step, **gen_metrics, **mean_rows(window)}
         row["grad_norm"] = grad_norm
         row["lr"] = self.scheduler.get_last_lr()[0]
+        row["prompts_truncated"] = self._prompts_cut  # longer than data.max_prompt_length, cut; drawn for this step
+        self._prompts_cut = 0
         self.metrics_rows.append(row)
         self._metrics_file.write(json_line(row))
         self._metrics_file.flush()
+        self._log_samples()
         pbar.update(1)
         pbar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}", ent=f"{row['entropy']:.2f}")
+
+    def _log_samples(self) -> None:
+        """train.log_completions_per_step rows of the generation just trained on to samples.jsonl (main rank): the
+        first row of each group, then the second, …; a later step on the same generation shows the next ones."""
+        k, gen = self.t.log_completions_per_step, self._gen
+        if not k or gen is None or self._samples is None or not self.dp.is_main:
+            return
+        b = gen.batch
+        rows = pick_rows(len(gen.answers), self.t.update_group_size, k, offset=self._gen_steps * k)
+        self._gen_steps += 1
+        texts = decode_rows(self.tok, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask, rows)
+        self._samples.write(
+            [
+                {
+                    "step": self.step,
+                    **text,
+                    "reward": float(gen.rewards[i]),
+                    "rewards": {name: float(values[i]) for name, values in gen.terms.items()},
+                    "correct": bool(gen.correct[i]),
+                    "answer": gen.answers[i],
+                    "truncated": bool(b.truncated[i]),
+                }
+                for i, text in zip(rows, texts)
+            ]
+        )
 
     # ------------------------------------------------------------------ driver
 
@@ -487,12 +527,15 @@ class OnlineRLTrainer:
         if main:
             write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))  # atomic, like the final one
         self._metrics_file = open(metrics_path if main else os.devnull, "a", encoding="utf-8")
+        # samples.jsonl keeps the rows of the steps resumed from, as metrics.jsonl does
+        self._samples = SampleLog(self.out_dir, self.step, main and self.t.log_completions_per_step > 0)
         pbar = progress_bar(total=self.t.max_steps, initial=self.step, desc="train", disable=not (progress and main))
         try:
             while self.step < self.t.max_steps:
                 start = time.perf_counter()
                 step_before = self.step
                 gen = self._sample_generation()
+                self._gen, self._gen_steps = gen, 0
                 gen_metrics = self._generation_metrics(gen)
                 self._train_on(gen, gen_metrics, pbar)
                 elapsed = time.perf_counter() - start
@@ -505,6 +548,7 @@ class OnlineRLTrainer:
                     self._save(ckpt_dir)
         finally:
             self._metrics_file.close()
+            self._samples.close()
             pbar.close()
         if main:  # rewrite with the timing fields filled in (atomic)
             write_text(metrics_path, "".join(json_line(r) for r in self.metrics_rows))
@@ -534,6 +578,7 @@ def concat_results(results: list[GenerationResult], pad_id: int) -> GenerationRe
         torch.cat([r.rewards for r in results]),
         torch.cat([r.correct for r in results]),
         [a for r in results for a in r.answers],
+        terms={name: torch.cat([r.terms[name] for r in results]) for name in results[0].terms},
     )
 
 

@@ -1,0 +1,195 @@
+"""`repro check`: everything `train` would find wrong before it loads weights, found in seconds.
+
+For each variant of a paper at a tier (under the run's overrides, repro/overrides.py):
+- the config validates (unknown keys, types, ranges, batch arithmetic: repro/config.py);
+- every model it names exists: a local checkpoint folder with its config and tokenizer files, a well-formed hub id
+  (cached, when HF_HUB_OFFLINE is set), or a `prepared:` base whose build config exists;
+- the policy's tokenizer (read without the weights) has a chat template wherever a prompt template needs one,
+  every template renders, and the stop tokens resolve (repro/models/stops.py);
+- every local data file exists (and a prompt file's first row has the configured fields).
+
+The DAG runs it once for every planned (paper, results folder) before its first job (Snakefile `onstart`), and
+`train` runs the model and data part itself before loading weights.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from repro.schema import ConfigError
+
+PREPARED = "prepared:"
+# hub ids: "name" or "org/name" (letters, digits, '-', '_', '.'); anything else is meant as a local path
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+# (dotted key, what it holds) of every field that names a model or a data source, whatever the kind
+MODEL_KEYS = ("model.name_or_path", "train.teacher_model_name_or_path")
+DATA_KEYS = ("data.prompts", "data.pairs", "data.dataset", "eval.prompts")
+
+
+def check_papers(papers: list[str], tier: str, overrides: Any = None, sources: bool = True) -> list[str]:
+    """Check every variant of each paper at `tier` (`sources`: its models and data too, else the configs alone);
+    the lines to print. Raises ConfigError on the first problem."""
+    from repro import workflow
+    from repro.config import load_paper_config
+
+    lines = []
+    checked_models: dict[str, list[str]] = {}
+    for paper in papers:
+        for variant in workflow.variants(paper):
+            cfg = load_paper_config(Path("papers") / paper, tier, variant, overrides)
+            where = f"{paper} tier={tier} variant={variant}"
+            notes = check_sources(cfg, where, checked_models) if sources else []
+            lines.append(f"ok {where}" + (f" ({'; '.join(notes)})" if notes else ""))
+    return lines
+
+
+def check_sources(cfg: Any, where: str, seen: dict[str, list[str]] | None = None) -> list[str]:
+    """Models, tokenizer, templates, stop tokens and data files of one resolved config; notes worth printing.
+    `seen`: models already checked in this process (name -> notes), so a paper's variants load a tokenizer once."""
+    seen = {} if seen is None else seen
+    notes: list[str] = []
+    for key in MODEL_KEYS:
+        name = _get(cfg, key)
+        if not name:
+            continue
+        policy = key == "model.name_or_path"
+        cache_key = f"{name}|{_templates(cfg) if policy else ''}"
+        if cache_key not in seen:
+            seen[cache_key] = _check_model(cfg, key, str(name), where, policy)
+        notes += seen[cache_key]
+    for key in DATA_KEYS:
+        source = _get(cfg, key)
+        if isinstance(source, str) and source:
+            _check_data(cfg, key, source, where)
+    if getattr(cfg, "trainer", None) is None and not (cfg.eval.task or cfg.eval.prompts):  # online RL
+        from repro.runs import held_out_problems
+
+        held_out_problems(cfg, where)  # raises: the held-out problems are not named
+    return notes
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def _templates(cfg: Any) -> list[str]:
+    """Every prompt template the run renders: its data template and its benchmarks' protocols."""
+    names = [str(t)] if (t := _get(cfg, "data.template")) else []
+    benchmarks = _get(cfg, "eval.benchmarks") or {}
+    if benchmarks:
+        from repro.eval.benchmark import get_benchmark
+
+        for bench, overrides in benchmarks.items():
+            names.append(get_benchmark(bench).resolve(overrides or {}).template)
+    return sorted(set(names))
+
+
+def _check_model(cfg: Any, key: str, name: str, where: str, policy: bool) -> list[str]:
+    """A ConfigError unless `name` can be loaded; for the policy, its tokenizer's templates and stop tokens."""
+    if name.startswith(PREPARED):
+        base = name[len(PREPARED) :]
+        built = Path("results/base") / base / "prepare.json"
+        if not (Path("configs/base") / f"{base}.yaml").is_file() and not built.is_file():
+            raise ConfigError(
+                f"{where}: {key}: {name!r} names no base model: configs/base/{base}.yaml does not exist "
+                f"(bases: {', '.join(sorted(p.stem for p in Path('configs/base').glob('*.yaml')))})"
+            )
+        if not built.is_file():
+            return []  # the DAG builds it first; its tokenizer is ours
+        path = str(built.parent / "model")
+    else:
+        path = _locate(key, name, where)
+    if not policy:
+        return []
+    return _check_tokenizer(cfg, key, name, path, where)
+
+
+def _locate(key: str, name: str, where: str) -> str:
+    """A local checkpoint folder, or a hub id (cached when offline): what from_pretrained is given."""
+    expanded = Path(os.path.expanduser(name))
+    looks_local = name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1 or not HUB_ID.match(name)
+    if expanded.exists() or looks_local:
+        if not expanded.is_dir():
+            raise ConfigError(
+                f"{where}: {key}: {name!r} is not a folder that exists; point it at a checkpoint folder (with "
+                "config.json, the weights and the tokenizer files) or at a hub id such as Qwen/Qwen2.5-0.5B-Instruct"
+            )
+        if not (expanded / "config.json").is_file():
+            raise ConfigError(
+                f"{where}: {key}: {name!r} holds no config.json: not a transformers checkpoint folder "
+                "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))"
+            )
+        if not any((expanded / f).is_file() for f in TOKENIZER_FILES):
+            raise ConfigError(
+                f"{where}: {key}: {name!r} holds no tokenizer ({', '.join(TOKENIZER_FILES)}); save it beside the "
+                "weights with tokenizer.save_pretrained(folder)"
+            )
+        return str(expanded)
+    from repro.models.loading import hub_offline
+
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ConfigError(
+                f"{where}: {key}: {name!r} is a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
+                "download it where the hub is reachable (huggingface-cli download) or point it at a local folder"
+            )
+    return name
+
+
+def _check_tokenizer(cfg: Any, key: str, name: str, path: str, where: str) -> list[str]:
+    """The tokenizer (no weights): each template renders, and the stop tokens resolve; returns a note on them."""
+    from repro.data.templates import render
+    from repro.models.loading import load_tokenizer
+    from repro.models.stops import checkpoint_generation_config, stop_token_ids
+
+    trust = bool(_get(cfg, "model.trust_remote_code"))
+    try:
+        tokenizer = load_tokenizer(path, trust)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{where}: {key}: the tokenizer of {name!r} does not load: {err}") from None
+    for template in _templates(cfg):
+        render(template, "What is 1 + 1?", tokenizer, where=f"{where}: {key}: {name!r}")
+    stops = stop_token_ids(tokenizer, checkpoint_generation_config(path))
+    shown = " ".join(tokenizer.convert_ids_to_tokens(i) for i in stops)
+    return [f"stop tokens of {name}: {shown}"]
+
+
+def _check_data(cfg: Any, key: str, source: str, where: str) -> None:
+    """A local data file or folder must exist; a prompt file's first row must carry the configured fields."""
+    if source.startswith(("synthetic:", PREPARED)):
+        return
+    path = Path(source).expanduser()
+    local = source.startswith((".", "/", "~")) or path.suffix in (".jsonl", ".json", ".parquet", ".gz", ".csv")
+    if not local and not path.exists():
+        return  # a hub dataset id: `datasets` fetches it (or finds it in its cache) when the run starts
+    if not path.exists():
+        from repro.overrides import SHIPPED_DATA_ROOT
+
+        hint = (
+            f"; the tier reads the shipped copies under {SHIPPED_DATA_ROOT}: point data_dir= at a folder holding "
+            f"{path.name}, or --set {key}=<your file>"
+            if source.startswith(SHIPPED_DATA_ROOT) or "data_dir" in where
+            else f"; fix the path or --set {key}=<your file>"
+        )
+        raise ConfigError(f"{where}: {key}: {source!r} does not exist{hint}")
+    if key in ("data.prompts", "eval.prompts") and path.is_file() and path.suffix in (".jsonl", ".json", ".parquet"):
+        from repro.data.prompts import load_prompts
+
+        data = cfg.data
+        split = _get(cfg, "eval.split") if key == "eval.prompts" else getattr(data, "split", "train")
+        fields = {f: getattr(data, f) for f in ("problem_field", "answer_field") if hasattr(data, f)}
+        try:
+            load_prompts(source, split=split or "train", limit=1, **fields)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {key}: {err}") from None
