@@ -30,6 +30,7 @@ from repro.schema import ConfigError
 SHIPPED_DATA_ROOT = "../shared/data"  # where tier configs point for the local data copies (data/SOURCES.md)
 LABEL_SEPARATOR = "@"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ def parse_assignment(entry: str) -> tuple[str, Any]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {key}: the value {value!r} is not valid YAML ({err.problem})") from None
+    if isinstance(parsed, str) and _FLOAT.match(parsed.strip()):
+        parsed = float(parsed)  # YAML 1.1 reads 2e-6 (no dot) as text; on a command line it means the number
     return key, parsed
 
 

@@ -39,12 +39,48 @@ def check_papers(papers: list[str], tier: str, overrides: Any = None, sources: b
     lines = []
     checked_models: dict[str, list[str]] = {}
     for paper in papers:
+        check_folder(Path("papers") / paper)
         for variant in workflow.variants(paper):
             cfg = load_paper_config(Path("papers") / paper, tier, variant, overrides)
             where = f"{paper} tier={tier} variant={variant}"
             notes = check_sources(cfg, where, checked_models) if sources else []
             lines.append(f"ok {where}" + (f" ({'; '.join(notes)})" if notes else ""))
     return lines
+
+
+def check_folder(paper_dir: Path) -> None:
+    """A paper folder's own files agree: paper.yaml and targets.yaml validate and name the folder (a copied folder
+    keeps the original's ids until renamed), and every variant file is listed in paper.yaml or is the `base:` of
+    one that is (the DAG and check run only listed variants: an unlisted file would be ignored without a word)."""
+    from repro.io import read_yaml
+    from repro.report.targets import TargetsError, load_paper_meta, load_targets
+
+    name = paper_dir.name
+    try:
+        meta = load_paper_meta(paper_dir)
+        targets = load_targets(paper_dir / "targets.yaml", list(meta.variants))
+    except TargetsError as err:
+        raise ConfigError(str(err)) from None
+    for file, key, value in (("paper.yaml", "id", meta.id), ("targets.yaml", "paper", targets.paper)):
+        if value != name:
+            raise ConfigError(
+                f"{paper_dir / file}: {key}: {value!r} is not the folder's name {name!r} (a copied paper folder?); "
+                f"set `id: {name}` in paper.yaml and `paper: {name}` in targets.yaml"
+            )
+    folder = paper_dir / "configs" / "variants"
+    listed = set(meta.variants)
+    bases = set()
+    for variant in listed:
+        data = read_yaml(folder / f"{variant}.yaml") if (folder / f"{variant}.yaml").is_file() else {}
+        chain = data.get("base") if isinstance(data, dict) else None
+        bases |= {Path(b).stem for b in ([chain] if isinstance(chain, str) else chain or [])}
+    unlisted = sorted(f.stem for f in folder.glob("*.yaml") if f.stem not in listed | bases)
+    if unlisted:
+        raise ConfigError(
+            f"{paper_dir / 'paper.yaml'}: variants: {', '.join(unlisted)} (configs/variants/) not listed, so the DAG "
+            "and check would never run them; add them to `variants:` (and to `ablation:` if they are a row of it), "
+            "or delete the files"
+        )
 
 
 def check_sources(cfg: Any, where: str, seen: dict[str, list[str]] | None = None) -> list[str]:
@@ -110,7 +146,34 @@ def _check_model(cfg: Any, key: str, name: str, where: str, policy: bool) -> lis
         path = _locate(key, name, where)
     if not policy:
         return []
+    _check_model_config(cfg, key, name, path, where)
     return _check_tokenizer(cfg, key, name, path, where)
+
+
+def _check_model_config(cfg: Any, key: str, name: str, path: str, where: str) -> None:
+    """What the checkpoint's config.json (no weights) says against the run's settings."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=bool(_get(cfg, "model.trust_remote_code")))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{where}: {key}: the config.json of {name!r} does not load: {err}") from None
+    text = getattr(config, "text_config", None) or config
+    tied = getattr(text, "tie_word_embeddings", getattr(config, "tie_word_embeddings", False))
+    if _get(cfg, "train.cast_lm_head_to_fp32") and _get(cfg, "model.dtype") != "float32" and tied:
+        raise ConfigError(
+            f"{where}: train.cast_lm_head_to_fp32: {name!r} ties its LM head to the input embeddings "
+            "(tie_word_embeddings), so the head cannot run in float32 alone (TRL refuses it too); set "
+            "train.cast_lm_head_to_fp32: false, model.dtype: float32, or use a checkpoint with an untied head"
+        )
+    context = getattr(text, "max_position_embeddings", None)
+    prompt, completion = _get(cfg, "data.max_prompt_length"), _get(cfg, "train.max_completion_length")
+    if context and prompt and completion and prompt + completion > context:
+        raise ConfigError(
+            f"{where}: train.max_completion_length: data.max_prompt_length + train.max_completion_length = "
+            f"{prompt} + {completion} tokens exceed {name!r}'s context of {context} (max_position_embeddings); "
+            "shorten them"
+        )
 
 
 def _locate(key: str, name: str, where: str) -> str:
@@ -186,10 +249,14 @@ def _check_data(cfg: Any, key: str, source: str, where: str) -> None:
     if key in ("data.prompts", "eval.prompts") and path.is_file() and path.suffix in (".jsonl", ".json", ".parquet"):
         from repro.data.prompts import load_prompts
 
-        data = cfg.data
-        split = _get(cfg, "eval.split") if key == "eval.prompts" else getattr(data, "split", "train")
-        fields = {f: getattr(data, f) for f in ("problem_field", "answer_field") if hasattr(data, f)}
+        section = cfg.eval if key == "eval.prompts" else cfg.data
+        fields, named_in = {}, "data"
+        for field in ("problem_field", "answer_field"):  # eval.<field> falls back to data.<field> when unset
+            if own := getattr(section, field, None):
+                fields[field], named_in = own, key.split(".")[0]
+            elif hasattr(cfg.data, field):
+                fields[field] = getattr(cfg.data, field)
         try:
-            load_prompts(source, split=split or "train", limit=1, **fields)
+            load_prompts(source, split=getattr(section, "split", "train"), limit=1, fields_key=named_in, **fields)
         except ConfigError as err:
             raise ConfigError(f"{where}: {key}: {err}") from None

@@ -213,13 +213,27 @@ def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
     result["sampling_seed"] = sampling_seed
     result["held_out"] = cfg.eval.task and f"synthetic:{cfg.eval.task}" or f"{cfg.eval.prompts} ({cfg.eval.split})"
     # The starting model (a prepared warm start or the researcher's checkpoint), scored on the same problems with
-    # the same sampling seed and protocol: the paired control of every "above the starting model" claim.
+    # the same sampling seed and protocol: the paired control of every "above the starting model" claim. The same
+    # for every variant of this seed: computed once per results folder (repro/eval/cache.py).
+    from repro.eval.cache import cached, model_identity, problems_hash
+
     base_path = resolve_model_path(cfg.model.name_or_path)
-    base_model, base_tokenizer = load_policy(base_path, cfg.model.dtype, cfg.model.trust_remote_code)
-    base = _evaluate(
-        base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy, load_processor(base_path)
-    )
-    result["base"] = {k: base[k] for k in BASE_EVAL_KEYS}
+
+    def starting_model() -> dict[str, Any]:
+        base_model, base_tokenizer = load_policy(base_path, cfg.model.dtype, cfg.model.trust_remote_code)
+        processor = load_processor(base_path)
+        base = _evaluate(base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy, processor)
+        return {k: base[k] for k in BASE_EVAL_KEYS}
+
+    key = {
+        "what": "online_rl starting model",
+        "model": model_identity(base_path),
+        "dtype": cfg.model.dtype,
+        "problems": problems_hash(problems),
+        "protocol": [cfg.data.template, cfg.data.answer_style, *dataclasses.astuple(cfg.eval)],
+        "seed": sampling_seed,
+    }
+    result["base"] = cached(run_dir.parent.parent, key, starting_model)
     write_json(out, result)
     return result
 
@@ -248,6 +262,7 @@ def held_out_problems(cfg: RunConfig, where: str) -> list[Any]:
         limit=e.n_problems,
         problem_field=e.problem_field or cfg.data.problem_field,
         answer_field=e.answer_field or cfg.data.answer_field,
+        fields_key="eval" if e.problem_field or e.answer_field else "data",
     )
 
 

@@ -8,6 +8,7 @@ fixed held-out set (repro/data/synthetic.py `held_out`), or `eval.prompts`. The 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import math
@@ -168,11 +169,27 @@ def eval_distillation_run(run_dir: Path, cfg: DistillationRunConfig, out: Path) 
     problems = eval_problems(cfg, cfg.eval.n_problems)
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
     sampling_seed = cfg.eval.seed + run_seed  # shared by the student, its teacher and its starting point
-    model, tokenizer = load_policy(str(run_dir / "model"))
+    model, tokenizer = load_policy(str(run_dir / "model"), cfg.model.dtype)
     teacher = load_teacher(cfg, tokenizer)
-    base, _ = load_policy(resolve_model_path(cfg.model.name_or_path), cfg.model.dtype)
     measure = _measure(cfg, teacher, tokenizer, problems, cfg.eval.k, sampling_seed)
-    student, teacher_numbers, base_numbers = measure(model), measure(teacher), measure(base)
+    student = measure(model)
+    # the teacher and the starting student: the same for every variant of this seed, measured once per results folder
+    from repro.eval.cache import cached, model_identity, problems_hash
+
+    base_path = resolve_model_path(cfg.model.name_or_path)
+    key = {
+        "teacher": model_identity(resolve_model_path(cfg.train.teacher_model_name_or_path)),
+        "dtype": cfg.model.dtype,
+        "problems": problems_hash(problems),
+        "protocol": [cfg.data.template, cfg.data.answer_style, *dataclasses.astuple(cfg.eval)],
+        "seed": sampling_seed,
+    }
+    teacher_numbers = cached(run_dir.parent.parent, {**key, "what": "distillation teacher"}, lambda: measure(teacher))
+    base_numbers = cached(
+        run_dir.parent.parent,
+        {**key, "what": "distillation starting student", "model": model_identity(base_path)},
+        lambda: measure(load_policy(base_path, cfg.model.dtype)[0]),
+    )
     gap = teacher_numbers["sampled_accuracy"] - base_numbers["sampled_accuracy"]
     rows = read_jsonl_tolerant(run_dir / "metrics.jsonl")
     t = cfg.train

@@ -76,3 +76,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+SHARED_MATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
+
+
+@pytest.fixture(scope="session")
+def standin_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A stand-in for a hub checkpoint (repro/models/standin.py): Qwen2 layout, byte-level BPE trained on the local
+    GSM8K prompts, ChatML template ending turns with <|im_end|> while the tokenizer's eos is <|endoftext|>, a
+    generation_config listing both, bf16 weights, taught to end its turns. Built once per session (~10 s)."""
+    from repro.models.standin import build_standin
+
+    return str(build_standin(tmp_path_factory.mktemp("standin"), [SHARED_MATH / "gsm8k_train.jsonl"]))

@@ -163,3 +163,19 @@ def test_checkpointed_models_are_run_row_by_row(tiny_model_dir: str) -> None:
     model, _ = load_policy(tiny_model_dir)
     model.gradient_checkpointing_enable()
     assert not logprobs.can_share_prompts(model)
+
+
+def test_chunked_prefill_and_a_growing_cache_decode_the_same_samples(
+    tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prompts prefilled a few rows at a time (decode.PREFILL_BYTES, which bounds the [rows, H, P, P] scores) and a
+    key/value cache grown past its first 64 positions give `generate`'s samples, as one prefill does."""
+    model, tok = load_policy(tiny_model_dir)  # random init: rows run long, past the cache's first allocation
+    params = SamplingParams(3, 90)
+    whole, hf = sample_both(model, tok, params, seed=5)
+    assert int(whole.completion_lengths.max()) > 64  # _Cache.reserve grew the cache
+    monkeypatch.setattr(decode, "PREFILL_BYTES", 1)  # one prompt per prefill chunk
+    chunked, _ = sample_both(model, tok, params, seed=5)
+    for batch in (whole, chunked):
+        assert torch.equal(batch.completion_ids, hf.completion_ids) and batch.completions == hf.completions
+        assert float((batch.sampler_logprobs - hf.sampler_logprobs).abs().max()) < 1e-5

@@ -23,6 +23,7 @@ def load_prompts(
     problem_field: str = "problem",
     answer_field: str = "answer",
     seed: int = 0,
+    fields_key: str = "data",
 ) -> list[Problem]:
     """Problems from `source`; fields may be dotted ('reward_model.ground_truth') or a chat message list.
 
@@ -38,7 +39,7 @@ def load_prompts(
     rows = _read_rows(source, split)
     if limit is not None:
         rows = rows[:limit]
-    return [_to_problem(row, i, source, problem_field, answer_field) for i, row in enumerate(rows)]
+    return [_to_problem(row, i, source, problem_field, answer_field, fields_key) for i, row in enumerate(rows)]
 
 
 def _read_rows(source: str, split: str) -> list[dict[str, Any]]:
@@ -86,7 +87,9 @@ def _field(row: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def _to_problem(row: dict[str, Any], index: int, source: str, problem_field: str, answer_field: str) -> Problem:
+def _to_problem(
+    row: dict[str, Any], index: int, source: str, problem_field: str, answer_field: str, fields_key: str = "data"
+) -> Problem:
     if not isinstance(row, dict):
         raise ConfigError(f"{source}: row {index} must be an object with the problem and answer, got {row!r:.80}")
     values = {}
@@ -95,6 +98,7 @@ def _to_problem(row: dict[str, Any], index: int, source: str, problem_field: str
             values[role] = str(_field(row, name))
         except KeyError:
             raise ConfigError(
-                f"{source}: row {index} has no field {name!r} (data.{role}_field); available: {', '.join(sorted(row))}"
+                f"{source}: row {index} has no field {name!r} ({fields_key}.{role}_field); available: "
+                f"{', '.join(sorted(row))}"
             ) from None
     return Problem(str(row.get("id", f"{Path(source).stem}-{index}")), values["problem"], values["answer"])

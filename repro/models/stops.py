@@ -37,6 +37,9 @@ def template_end_of_turn(tokenizer: Any) -> str | None:
         specials = set(getattr(tokenizer, "all_special_tokens", []) or []) | {
             t.content for t in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).values() if t.special
         }
+        specials -= {tokenizer.unk_token, tokenizer.pad_token} - {
+            tokenizer.eos_token
+        }  # an unknown character ends nothing
         for token in tokenizer.tokenize(after.lstrip(" ")) if after else []:
             if token in specials:
                 found = token

@@ -112,7 +112,7 @@ class _Cache:
 
 
 def _forward(
-    model: torch.nn.Module, cache: _Cache, ids: torch.Tensor, positions: torch.Tensor, start: int
+    model: torch.nn.Module, cache: _Cache | _Rows, ids: torch.Tensor, positions: torch.Tensor, start: int
 ) -> torch.Tensor:
     """Logits [n, V] of the last input position; writes the inputs' keys and values at [start, start + T)."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # the rotation every supported type uses
@@ -147,6 +147,35 @@ def _forward(
     return model.lm_head(base.norm(h[:, -1:]))[:, -1].float()  # [n, V]
 
 
+PREFILL_BYTES = 256 << 20  # attention scores one prefill chunk may hold (they are [rows, heads, P, P])
+
+
+class _Rows:
+    """Rows [a, b) of a cache, as views: a prefill chunk writes its keys and values into the whole cache."""
+
+    def __init__(self, cache: _Cache, a: int, b: int) -> None:
+        self.keys = [k[a:b] for k in cache.keys]
+        self.values = [v[a:b] for v in cache.values]
+        self.valid = cache.valid[a:b]
+
+    def reserve(self, end: int) -> None:
+        assert end <= self.valid.size(1), "a prefill fits the cache it was made for"
+
+
+def _prefill(model: torch.nn.Module, cache: _Cache, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Last-position logits [n, V] of the prompts, run a chunk of rows at a time: eager attention holds [rows, H, P,
+    P] scores, which for 200 prompts of 1,000 tokens is ~10 GB at once (per row the same arithmetic)."""
+    n, P = ids.shape
+    heads = model.config.num_attention_heads
+    rows = max(1, PREFILL_BYTES // (3 * 4 * heads * P * P))  # scores, their float32 softmax and the bias
+    if rows >= n:
+        return _forward(model, cache, ids, positions, 0)
+    return torch.cat(
+        [_forward(model, _Rows(cache, a, a + rows), ids[a : a + rows], positions[a : a + rows], 0)
+         for a in range(0, n, rows)]
+    )  # fmt: skip
+
+
 @torch.no_grad()
 def sample(
     model: torch.nn.Module,
@@ -178,7 +207,7 @@ def sample(
     )
     cache.valid[:, :P] = prompt_mask.bool()
     positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # [n, P], as `generate` sets them
-    logits = _forward(model, cache, prompt_ids, positions, 0).repeat_interleave(G, dim=0)  # [N, V]
+    logits = _prefill(model, cache, prompt_ids, positions).repeat_interleave(G, dim=0)  # [N, V]
     rows = torch.arange(n, device=prompt_ids.device).repeat_interleave(G)  # [N] each sample's prompt
     cache.keep(rows)  # [N, ...] each sample's copy of its prompt's cache
     next_position = positions[rows, -1:] + 1  # [N, 1]

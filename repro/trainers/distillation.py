@@ -14,7 +14,8 @@ accumulated gradient equals one batch of GA × B sequences (TRL normalises by `n
 `u < λ` (TRL: `random.random() <= λ`) makes λ = 0 exactly never on-policy.
 
 Logged per step: the loss, the on-policy share, completion length, the training batch's accuracy and per-token
-reverse KL to the teacher, the prompts cut to data.max_prompt_length (`prompts_truncated`), and cumulative FLOPs
+reverse KL to the teacher, the prompts cut to data.max_prompt_length (`prompts_truncated`), the share of sampled
+completions that hit max_new_tokens before a stop token (`truncation_rate`, steps that sampled), and cumulative FLOPs
 (generation, student forward+backward, teacher forward: 2·N per token for a forward, 6·N for forward+backward).
 With `train.eval_every`, a monitor (repro/eval/distillation.py) adds held-out accuracy and KL to the teacher of the
 student's own samples; before step 1 it measures the teacher and the starting student on the same prompts and seed
@@ -207,9 +208,11 @@ class DistillationTrainer:
         )
         self.step += 1
         correct = [c for b in window for c in b.correct]
+        cut = [t for b in window if b.source != "dataset" for t in b.truncated]  # sampled rows without a stop token
         prompts_cut = sum(b.prompts_cut for b in window)
         if self.dp.world > 1:  # the step's numbers over every rank's share
             correct = [c for rank in self.dp.gather_objects(correct) for c in rank]
+            cut = [t for rank in self.dp.gather_objects(cut) for t in rank]
             totals = self.dp.sum_each(
                 {"loss": loss_total, "kl": kl_sum, "flops": self.flops - flops_before, "cut": prompts_cut}
             )
@@ -226,6 +229,8 @@ class DistillationTrainer:
             "flops": self.flops,
             "prompts_truncated": prompts_cut,  # longer than data.max_prompt_length, cut
         }
+        if cut:  # the step sampled (student or teacher): the share that hit max_new_tokens before a stop token
+            row["truncation_rate"] = sum(cut) / len(cut)
         if self.loss.needs_teacher_logits:
             row["train_reverse_kl"] = kl_sum / num_items
         row["step_time"] = time.perf_counter() - start
