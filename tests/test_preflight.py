@@ -117,7 +117,10 @@ def test_a_copied_paper_folder_and_an_unlisted_variant_are_named(tmp_path: Path)
     shutil.copytree(ROOT / "papers" / "dapo", mine)
     with pytest.raises(ConfigError, match=r"paper\.yaml: id: 'dapo' is not the folder's name 'my_dapo'.*`id: my_dapo`"):
         check_folder(mine)
-    for file, old, new in (("paper.yaml", "id: dapo", "id: my_dapo"), ("targets.yaml", "paper: dapo", "paper: my_dapo")):
+    for file, old, new in (
+        ("paper.yaml", "id: dapo", "id: my_dapo"),
+        ("targets.yaml", "paper: dapo", "paper: my_dapo"),
+    ):
         text = (mine / file).read_text()
         assert old in text
         (mine / file).write_text(text.replace(old, new, 1))
