@@ -22,23 +22,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_e2e_dapo import copy_project  # noqa: E402  (what a clean checkout holds, as the end-to-end tests copy it)
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PAPERS = ("dapo", "dpo", "dft", "centered_rm", "on_policy_distillation")
-PROJECT_FILES = ["Snakefile", "repro", "papers", "configs", "profiles", "envs", "pyproject.toml"]
 
 
 def build(out: Path, *extra: str) -> Path:
     subprocess.run([sys.executable, "-m", "repro", "standin", "--out", str(out), *extra], cwd=ROOT, check=True)
     return out
-
-
-def copy_project(work: Path) -> None:
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, work / name)
 
 
 def main() -> int:

@@ -1,11 +1,14 @@
 """`repro check`: everything `train` would find wrong before it loads weights, found in seconds.
 
-For each variant of a paper at a tier (under the run's overrides, repro/overrides.py):
+For a paper folder: paper.yaml and targets.yaml validate and carry the folder's name (a copied folder is told which
+ids to rename), and no variant file is left out of paper.yaml. For each variant at a tier (under the run's
+overrides, repro/overrides.py):
 - the config validates (unknown keys, types, ranges, batch arithmetic: repro/config.py);
 - every model it names exists: a local checkpoint folder with its config and tokenizer files, a well-formed hub id
   (cached, when HF_HUB_OFFLINE is set), or a `prepared:` base whose build config exists;
-- the policy's tokenizer (read without the weights) has a chat template wherever a prompt template needs one,
-  every template renders, and the stop tokens resolve (repro/models/stops.py);
+- the policy's config.json (no weights) fits the run (context length, ScaleRL's float32 head), its tokenizer has a
+  chat template wherever a prompt template needs one, every template renders, and the stop tokens resolve
+  (repro/models/stops.py);
 - every local data file exists (and a prompt file's first row has the configured fields).
 
 The DAG runs it once for every planned (paper, results folder) before its first job (Snakefile `onstart`), and
@@ -25,7 +28,7 @@ PREPARED = "prepared:"
 # hub ids: "name" or "org/name" (letters, digits, '-', '_', '.'); anything else is meant as a local path
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
-# (dotted key, what it holds) of every field that names a model or a data source, whatever the kind
+# the dotted keys of every field that names a model or a data source, whatever the kind
 MODEL_KEYS = ("model.name_or_path", "train.teacher_model_name_or_path")
 DATA_KEYS = ("data.prompts", "data.pairs", "data.dataset", "eval.prompts")
 
@@ -163,8 +166,9 @@ def _check_model_config(cfg: Any, key: str, name: str, path: str, where: str) ->
     if _get(cfg, "train.cast_lm_head_to_fp32") and _get(cfg, "model.dtype") != "float32" and tied:
         raise ConfigError(
             f"{where}: train.cast_lm_head_to_fp32: {name!r} ties its LM head to the input embeddings "
-            "(tie_word_embeddings), so the head cannot run in float32 alone (TRL refuses it too); set "
-            "train.cast_lm_head_to_fp32: false, model.dtype: float32, or use a checkpoint with an untied head"
+            "(tie_word_embeddings), and this harness casts only an untied head to float32 (TRL 1.16 also casts a "
+            "tied one, casting the embeddings' output back: not done here); set train.cast_lm_head_to_fp32: false, "
+            "model.dtype: float32, or use a checkpoint with an untied head"
         )
     context = getattr(text, "max_position_embeddings", None)
     prompt, completion = _get(cfg, "data.max_prompt_length"), _get(cfg, "train.max_completion_length")
