@@ -45,9 +45,13 @@ class Overrides:
     # ------------------------------------------------------------------ parsing
 
     @classmethod
-    def parse(cls, model: str | None = None, data_dir: str | None = None, sets: list[str] | str | None = None):
+    def parse(
+        cls, model: str | None = None, data_dir: str | None = None, sets: list[str] | str | dict | None = None
+    ) -> Overrides:
         """From the CLI (`--model`, `--data-dir`, `--set k=v` repeated) or Snakemake's --config (`set="k=v;k=v"`)."""
         entries: list[str] = []
+        if isinstance(sets, dict):  # Snakemake read --config set='{train.beta: 0.1}' as a YAML mapping
+            sets = [f"{key}={value}" for key, value in sets.items()]
         for item in [sets] if isinstance(sets, str) else sets or []:
             entries += [part.strip() for part in str(item).split(";") if part.strip()]
         parsed = tuple(parse_assignment(entry) for entry in entries)

@@ -29,6 +29,8 @@ def test_set_values_are_parsed_as_yaml_and_bad_forms_refused() -> None:
         parse_assignment("eval.benchmarks={aime24: [1")
     # Snakemake's --config set="a=b;c=d" and the CLI's repeated --set give the same overrides
     assert Overrides.parse(sets="train.beta=0.1; eval.k=2") == Overrides.parse(sets=["train.beta=0.1", "eval.k=2"])
+    assert Overrides.parse(sets={"train.beta": "0.1"}) == Overrides.parse(sets="train.beta=0.1")  # set='{...}'
+    assert Overrides.parse(sets="train.beta=0.1").sets == (("train.beta", 0.1),)
 
 
 def test_labels_give_each_model_and_override_set_its_own_results_folder() -> None:
