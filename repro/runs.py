@@ -77,7 +77,6 @@ def train_run(
     expect_model: str | None = None,
     overrides: Overrides | None = None,
 ) -> dict[str, Any]:
-
     started = time.time()
     overrides = overrides or Overrides()
     RUN_OVERRIDES.set(overrides)
@@ -195,7 +194,6 @@ def _save_model(model: Any, tokenizer: Any, path: Path, weights: dict[str, Any] 
 
 
 def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
-
     cfg = load_resolved(run_dir / "config.resolved.yaml")
     if (kind := kind_of(cfg)) is not None:
         return kind.load("evaluate")(run_dir, cfg, out)
@@ -215,7 +213,7 @@ def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
     # The starting model (a prepared warm start or the researcher's checkpoint), scored on the same problems with
     # the same sampling seed and protocol: the paired control of every "above the starting model" claim. The same
     # for every variant of this seed: computed once per results folder (repro/eval/cache.py).
-    from repro.eval.cache import cached, model_identity, problems_hash
+    from repro.eval.cache import cached, control_key
 
     base_path = resolve_model_path(cfg.model.name_or_path)
 
@@ -225,14 +223,7 @@ def eval_run(run_dir: Path, out: Path) -> dict[str, Any]:
         base = _evaluate(base_model, base_tokenizer, cfg, problems, sampling_seed, evaluate_policy, processor)
         return {k: base[k] for k in BASE_EVAL_KEYS}
 
-    key = {
-        "what": "online_rl starting model",
-        "model": model_identity(base_path),
-        "dtype": cfg.model.dtype,
-        "problems": problems_hash(problems),
-        "protocol": [cfg.data.template, cfg.data.answer_style, *dataclasses.astuple(cfg.eval)],
-        "seed": sampling_seed,
-    }
+    key = control_key("online_rl starting model", cfg, problems, sampling_seed, model=base_path)
     result["base"] = cached(run_dir.parent.parent, key, starting_model)
     write_json(out, result)
     return result
@@ -244,25 +235,19 @@ BASE_EVAL_KEYS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "mean_resp
 def held_out_problems(cfg: RunConfig, where: str) -> list[Any]:
     """An online-RL run's held-out problems: the synthetic task's fixed set (smoke), or the first
     `eval.n_problems` of `eval.prompts` (a file or hub dataset, small and paper tiers)."""
+    from repro.data.prompts import held_out_problems as load_held_out
+
     e = cfg.eval
-    if e.task:
-        from repro.data.synthetic import held_out
-
-        return held_out(e.task, n=e.n_problems, seed=e.seed)
-    if not e.prompts:
-        raise ConfigError(
-            f"{where}: eval.task and eval.prompts are both unset; name the held-out problems: eval.prompts: a "
-            "problem file (e.g. ../shared/data/math/math500.jsonl) or hub dataset, or eval.task: a synthetic task"
-        )
-    from repro.data.prompts import load_prompts
-
-    return load_prompts(
+    return load_held_out(
+        e.task,
         e.prompts,
+        n=e.n_problems,
         split=e.split,
-        limit=e.n_problems,
         problem_field=e.problem_field or cfg.data.problem_field,
         answer_field=e.answer_field or cfg.data.answer_field,
         fields_key="eval" if e.problem_field or e.answer_field else "data",
+        seed=e.seed,
+        where=where,
     )
 
 
@@ -338,7 +323,6 @@ def _bench_and_write(
     run_dir: Path | None,
     items: list[Any] | None = None,
 ) -> dict[str, Any]:
-
     from repro.eval.lmeval_bridge import evaluate_benchmark
     from repro.provenance import collect_provenance
 

@@ -8,7 +8,6 @@ fixed held-out set (repro/data/synthetic.py `held_out`), or `eval.prompts`. The 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import math
@@ -39,17 +38,13 @@ def training_problems(cfg: DistillationRunConfig) -> list[Any]:
 
 def eval_problems(cfg: DistillationRunConfig, n: int) -> list[Any]:
     """The first n held-out problems: the synthetic task's fixed held-out set, or `eval.prompts`."""
-    e, task = cfg.eval, cfg.synthetic_task
-    if e.prompts is None:
-        from repro.data.synthetic import HELD_OUT_N, held_out
+    from repro.data.prompts import held_out_problems
 
-        if n > HELD_OUT_N:
-            raise ConfigError(f"{n} held-out problems asked for; the synthetic held-out set has {HELD_OUT_N}")
-        return held_out(str(task), n=n)  # disjoint from training (make_train excludes these prompts)
-    from repro.data.prompts import load_prompts
-
-    d = cfg.data
-    return load_prompts(e.prompts, split=e.split, limit=n, problem_field=d.problem_field, answer_field=d.answer_field)
+    e, d = cfg.eval, cfg.data
+    task = str(cfg.synthetic_task) if e.prompts is None else None
+    return held_out_problems(
+        task, e.prompts, n=n, split=e.split, problem_field=d.problem_field, answer_field=d.answer_field
+    )
 
 
 def load_teacher(cfg: DistillationRunConfig, student_tokenizer: Any) -> Any:
@@ -91,7 +86,6 @@ def _measure(cfg: DistillationRunConfig, teacher: Any, tokenizer: Any, problems:
 def train_distillation_run(
     cfg: DistillationRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-
     from repro.distributed import DataParallel, launched_processes
     from repro.models.loading import load_policy
     from repro.runs import _save_model, finish_run, resolve_model_path, seed_everything, use_threads, write_resolved
@@ -160,7 +154,6 @@ def time_to_target(
 
 
 def eval_distillation_run(run_dir: Path, cfg: DistillationRunConfig, out: Path) -> dict[str, Any]:
-
     from repro.models.loading import load_policy
     from repro.runs import resolve_model_path, use_threads
     from repro.trainers.distillation import read_reference
@@ -174,22 +167,16 @@ def eval_distillation_run(run_dir: Path, cfg: DistillationRunConfig, out: Path) 
     measure = _measure(cfg, teacher, tokenizer, problems, cfg.eval.k, sampling_seed)
     student = measure(model)
     # the teacher and the starting student: the same for every variant of this seed, measured once per results folder
-    from repro.eval.cache import cached, model_identity, problems_hash
+    from repro.eval.cache import cached, control_key
 
     base_path = resolve_model_path(cfg.model.name_or_path)
-    key = {
-        "teacher": model_identity(resolve_model_path(cfg.train.teacher_model_name_or_path)),
-        "dtype": cfg.model.dtype,
-        "problems": problems_hash(problems),
-        "protocol": [cfg.data.template, cfg.data.answer_style, *dataclasses.astuple(cfg.eval)],
-        "seed": sampling_seed,
-    }
-    teacher_numbers = cached(run_dir.parent.parent, {**key, "what": "distillation teacher"}, lambda: measure(teacher))
-    base_numbers = cached(
-        run_dir.parent.parent,
-        {**key, "what": "distillation starting student", "model": model_identity(base_path)},
-        lambda: measure(load_policy(base_path, cfg.model.dtype)[0]),
+    teacher_path = resolve_model_path(cfg.train.teacher_model_name_or_path)
+    key = control_key("distillation teacher", cfg, problems, sampling_seed, teacher=teacher_path)
+    teacher_numbers = cached(run_dir.parent.parent, key, lambda: measure(teacher))
+    key = control_key(
+        "distillation starting student", cfg, problems, sampling_seed, teacher=teacher_path, model=base_path
     )
+    base_numbers = cached(run_dir.parent.parent, key, lambda: measure(load_policy(base_path, cfg.model.dtype)[0]))
     gap = teacher_numbers["sampled_accuracy"] - base_numbers["sampled_accuracy"]
     rows = read_jsonl_tolerant(run_dir / "metrics.jsonl")
     t = cfg.train

@@ -112,7 +112,6 @@ def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
 def train_preference_run(
     cfg: PreferenceRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-
     from repro.losses.preference import PREFERENCE_LOSSES
     from repro.models.loading import load_policy
     from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
@@ -162,7 +161,6 @@ def train_preference_run(
 
 
 def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> dict[str, Any]:
-
     from repro.data.preference_synthetic import GOLD_REWARDS
     from repro.eval.alignment import evaluate_alignment
     from repro.losses.preference import PREFERENCE_LOSSES, PreferenceParams

@@ -57,7 +57,6 @@ def reward_pairs(cfg: RewardRunConfig) -> tuple[list[RewardPair], list[RewardPai
 def train_reward_model_run(
     cfg: RewardRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-
     from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
     from repro.trainers.reward_model import load_reward_model
 
@@ -129,7 +128,6 @@ def reward_metrics(r_c: Any, r_r: Any, levels: list[int | None]) -> dict[str, An
 
 
 def eval_reward_model_run(run_dir: Path, cfg: RewardRunConfig, out: Path) -> dict[str, Any]:
-
     from repro.runs import resolve_model_path, use_threads
     from repro.trainers.reward_model import encode_pairs, load_reward_model, score_pairs
 

@@ -65,7 +65,6 @@ def heldout_problems(cfg: SFTRunConfig, task: str | None) -> list[Any]:
 def train_sft_run(
     cfg: SFTRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-
     from repro.models.loading import load_policy, load_tokenizer
     from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
 
@@ -129,7 +128,6 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: SFTRunConfig, sampling_seed:
 
 
 def eval_sft_run(run_dir: Path, cfg: SFTRunConfig, out: Path) -> dict[str, Any]:
-
     from repro.models.loading import load_policy
     from repro.runs import resolve_model_path, use_threads
 

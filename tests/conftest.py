@@ -88,4 +88,6 @@ def standin_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     generation_config listing both, bf16 weights, taught to end its turns. Built once per session (~10 s)."""
     from repro.models.standin import build_standin
 
+    if not (SHARED_MATH / "gsm8k_train.jsonl").is_file():
+        pytest.skip("the stand-in's tokenizer trains on ../shared/data/math/gsm8k_train.jsonl, not beside the checkout")
     return str(build_standin(tmp_path_factory.mktemp("standin"), [SHARED_MATH / "gsm8k_train.jsonl"]))

@@ -102,3 +102,35 @@ def _to_problem(
                 f"{', '.join(sorted(row))}"
             ) from None
     return Problem(str(row.get("id", f"{Path(source).stem}-{index}")), values["problem"], values["answer"])
+
+
+def held_out_problems(
+    task: str | None,
+    prompts: str | None,
+    *,
+    n: int,
+    split: str,
+    problem_field: str,
+    answer_field: str,
+    fields_key: str = "data",
+    seed: int | None = None,
+    where: str = "",
+) -> list[Problem]:
+    """The first `n` held-out problems of a run's evaluation: a synthetic task's fixed held-out set (which training
+    excludes; `seed`: the held-out seed, default HELD_OUT_SEED), or those of `prompts`, a problem file or hub dataset
+    (`fields_key` names the config section of the field names in errors)."""
+    prefix = f"{where}: " if where else ""
+    if task:
+        from repro.data.synthetic import HELD_OUT_N, HELD_OUT_SEED, held_out
+
+        if n > HELD_OUT_N:
+            raise ConfigError(f"{prefix}{n} held-out problems asked for; the synthetic held-out set has {HELD_OUT_N}")
+        return held_out(task, n=n, seed=HELD_OUT_SEED if seed is None else seed)  # make_train excludes these
+    if not prompts:
+        raise ConfigError(
+            f"{prefix}eval.task and eval.prompts are both unset; name the held-out problems: eval.prompts: a "
+            "problem file (e.g. ../shared/data/math/math500.jsonl) or hub dataset, or eval.task: a synthetic task"
+        )
+    return load_prompts(
+        prompts, split=split, limit=n, problem_field=problem_field, answer_field=answer_field, fields_key=fields_key
+    )

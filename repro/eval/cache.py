@@ -10,6 +10,7 @@ hit; two jobs computing one key at once both write the same numbers (atomic writ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -31,6 +32,19 @@ def model_identity(name_or_path: str) -> str:
 def problems_hash(problems: list[Any]) -> str:
     text = json.dumps([[p.id, p.prompt, p.answer] for p in problems], ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def control_key(what: str, cfg: Any, problems: list[Any], seed: int, **models: str) -> dict[str, Any]:
+    """The key of a control evaluation of a run config's held-out protocol: `models` (role -> path or hub id) by
+    fingerprint, the dtype, the problems, the template, answer style and eval section, the sampling seed."""
+    return {
+        "what": what,
+        **{role: model_identity(path) for role, path in models.items()},
+        "dtype": cfg.model.dtype,
+        "problems": problems_hash(problems),
+        "protocol": [cfg.data.template, cfg.data.answer_style, *dataclasses.astuple(cfg.eval)],
+        "seed": seed,
+    }
 
 
 def cached(results_dir: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -29,15 +29,6 @@ DATA_KEYS: dict[str, list[tuple[str, str]]] = {
 MOSTLY_TRUNCATED = 0.5  # a run whose sampled completions hit the length limit more often than this is flagged
 
 
-def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
 def safetensors_parameters(model_dir: Path) -> int | None:
     """Parameter count of a saved checkpoint from its safetensors headers (no weights read); None without them."""
     files = sorted(model_dir.glob("*.safetensors"))
@@ -54,6 +45,8 @@ def safetensors_parameters(model_dir: Path) -> int | None:
 
 def scale_summary(runs: dict[str, list[Any]], default_variant: str) -> dict[str, Any] | None:
     """The kind, model, parameter count, data and hardware of the default variant's first run (or any run)."""
+    from repro.report.compare import lookup  # not at the top: compare imports this module
+
     ordered = runs.get(default_variant, []) + [r for v, rs in runs.items() if v != default_variant for r in rs]
     run = next((r for r in ordered if r.config), None)
     if run is None:
@@ -62,13 +55,13 @@ def scale_summary(runs: dict[str, list[Any]], default_variant: str) -> dict[str,
     data = [
         {"key": key, "what": what, "value": str(value)}
         for key, what in DATA_KEYS.get(kind, [])
-        if (value := _lookup(run.config, key)) not in (None, "")
+        if (value := lookup(run.config, key)) not in (None, "")
     ]
     provenance = (run.summary or {}).get("provenance") or {}
     return {
         "kind": kind,
-        "model": _lookup(run.config, "model.name_or_path"),
-        "dtype": _lookup(run.config, "model.dtype"),
+        "model": lookup(run.config, "model.name_or_path"),
+        "dtype": lookup(run.config, "model.dtype"),
         "parameters": safetensors_parameters(run.path / "model"),
         "data": data,
         "n_examples": (run.summary or {}).get("n_examples") or (run.summary or {}).get("n_prompts"),

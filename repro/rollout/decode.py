@@ -123,7 +123,6 @@ def _forward(
     h = base.embed_tokens(ids)  # [n, T, hidden]
     cos, sin = base.rotary_emb(h, positions)  # [n, T, D]
     causal = torch.ones(T, end, dtype=torch.bool, device=ids.device).tril(diagonal=start)  # [T, end]
-    cache.reserve(end)
     allowed = cache.valid[:, None, None, :end] & causal  # [n, 1, T, end]
     bias = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill_(~allowed, torch.finfo(h.dtype).min)
     for i, layer in enumerate(base.layers):
@@ -157,9 +156,6 @@ class _Rows:
         self.keys = [k[a:b] for k in cache.keys]
         self.values = [v[a:b] for v in cache.values]
         self.valid = cache.valid[a:b]
-
-    def reserve(self, end: int) -> None:
-        assert end <= self.valid.size(1), "a prefill fits the cache it was made for"
 
 
 def _prefill(model: torch.nn.Module, cache: _Cache, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

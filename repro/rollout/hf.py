@@ -81,7 +81,8 @@ class HFRollout:
         self.model.eval()
         if self._lean(extra, prompt_ids.size(1) + params.max_new_tokens):
             completion_ids, sampler_logprobs = decode.sample(
-                self.model, distinct_ids, distinct_mask, G, params.max_new_tokens, self.stop_ids, tok.pad_token_id, params.temperature, params.top_k, params.top_p,
+                self.model, distinct_ids, distinct_mask, G, params.max_new_tokens, self.stop_ids, tok.pad_token_id,
+                params.temperature, params.top_k, params.top_p,
             )  # fmt: skip
             self.model.train(was_training)
             return self._batch(prompt_ids, prompt_mask, completion_ids, sampler_logprobs, extra, cut)

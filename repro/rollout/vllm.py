@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from repro.models.stops import stop_token_ids
-from repro.rollout.base import RolloutBatch, SamplingParams, cut_prompt
+from repro.rollout.base import RolloutBatch, SamplingParams, cut_prompt, left_pad
 from repro.rollout.hf import BACKENDS, eos_mask
 from repro.schema import ConfigError
 
@@ -139,13 +139,8 @@ def batch_from_token_lists(
     right-padded; the mask covers each completion up to its first stop token (`stop_ids`, default the tokenizer's
     EOS; an engine may or may not return it); truncated = no stop token and max_new_tokens reached."""
     pad, eos = tokenizer.pad_token_id, stop_ids or tokenizer.eos_token_id
-    P = max(len(p) for p in prompts)
     T = max(1, max(len(c) for c in completions))
-    prompt_ids = torch.full((len(prompts), P), pad, dtype=torch.long)  # [n, P]
-    prompt_mask = torch.zeros((len(prompts), P), dtype=torch.long)
-    for i, ids in enumerate(prompts):
-        prompt_ids[i, P - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        prompt_mask[i, P - len(ids) :] = 1
+    prompt_ids, prompt_mask = left_pad(prompts, pad)  # [n, P]
     completion_ids = torch.full((len(completions), T), pad, dtype=torch.long)  # [N, T]
     sampler_logprobs = torch.zeros((len(completions), T))  # [N, T]
     returned = torch.zeros((len(completions), T), dtype=torch.long)  # [N, T] positions the engine returned
