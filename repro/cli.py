@@ -97,6 +97,20 @@ def _parser() -> argparse.ArgumentParser:
         "--if-changed", action="store_true", help="do nothing when the index is newer than everything it reads"
     )
 
+    s = sub.add_parser("claims", help="claims of every paper from the latest compare.json files")
+    s.add_argument(
+        "--audit",
+        action="store_true",
+        required=True,
+        help="one row per claim (paper, tier, id, kind, verdict, placebo) and the closing `claims mechanism=… "
+        "discriminating=… vacuous=… papers_without_mechanism_test=…` line",
+    )
+    s.add_argument("--tier", default=None, choices=("smoke", "small", "paper"), help="only this tier's results")
+    s.add_argument(
+        "--recompute", action="store_true", help="judge the stored runs with the current targets.yaml (writes nothing)"
+    )
+    s.add_argument("--strict", action="store_true", help="exit 1 when a mechanism claim is vacuous")
+
     s = sub.add_parser("list", help="list registry entries")
     s.add_argument("what", choices=LISTABLE)
     s.add_argument("--paper", default=None, help="for `list variants`")
@@ -247,6 +261,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         md, page = write_index(Path("."), args.out)
         print(f"catalog index: {md} (HTML: {page})")
+    elif args.verb == "claims":
+        from repro.report.audit import audit, render_audit
+
+        rows, totals = audit(Path("."), args.tier, args.recompute)
+        print(render_audit(rows, totals))
+        return 1 if args.strict and totals["vacuous"] else 0
     elif args.verb == "list":
         for line in _list(args.what, args.paper):
             print(line)

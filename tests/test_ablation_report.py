@@ -56,12 +56,23 @@ def test_report_renders_tables_figures_and_html(tmp_path: Path) -> None:
     compare = tmp_path / "compare.json"
     meta = {"title": "Progressive techniques", "source": "Table 1", "metric": "avg@32", "unit": "percent",
             "ours_metric": "eval.json sampled_accuracy ×100"}  # fmt: skip
-    compare.write_text(json.dumps({"tier": "smoke", "ablation": ROWS, "ablation_meta": meta, "runs": []}))
+    claims = [
+        {"id": "ds", "kind": "mechanism", "treatment": "dapo", "control": "clip_higher", "effect": 0.1,
+         "ci": [0.05, 0.15], "verdict": "reproduced", "placebo": {"test_verdict": "inconclusive", "passes": False,
+                                                                  "effect": 0.0, "control_mean": 0.5}},
+        {"id": "moves", "kind": "premise", "treatment": "clip_higher", "control": "base_model", "verdict": "holds"},
+        {"id": "elsewhere", "kind": "mechanism", "treatment": "x", "control": "y", "verdict": "reproduced"},
+    ]  # fmt: skip
+    result = {"tier": "smoke", "ablation": ROWS, "ablation_meta": meta, "runs": [], "claims": claims}
+    compare.write_text(json.dumps(result))
     md, page = render_ablation_report(ROOT / "papers" / "dapo", compare, "smoke", tmp_path / "r" / "ablation.md")
     text = md.read_text(encoding="utf-8")
     assert "| + overlong_filtering | +6 | 3 [" in text and "| agrees |" in text
     assert "Of 3 increments, ours 1 agree with the paper's direction, 0 go the opposite way and 1 are unclear" in text
     assert (tmp_path / "r" / "figures" / "ablation_deltas.png").is_file()
+    mechanism, premises = text.split("## Mechanism claims on these rows")[1].split("## Premises on these rows")
+    assert "| ds | dapo vs clip_higher |" in mechanism and "fails (effect 0, p —)" in mechanism
+    assert "| moves | clip_higher vs base_model |" in premises and "elsewhere" not in text
     assert page.read_text(encoding="utf-8").count("data:image/png;base64,") == 2
     with pytest.raises(ValueError, match="no `ablation:` table"):
         render_ablation_report(ROOT / "papers" / "dft", compare, "smoke", tmp_path / "x.md")

@@ -52,12 +52,19 @@ def test_stale_runs_by_code_hash_and_by_config(tmp_path: Path) -> None:
     }
 
 
-def _compare(root: Path, paper: str, verdicts: list[str], code: str, stamp: str) -> None:
+def _compare(root: Path, paper: str, verdicts: list[str], code: str, stamp: str, placebo: str = "inconclusive") -> None:
+    """A compare.json whose claims carry `verdicts`: "holds"/"fails" are premises, the rest mechanism claims with a
+    placebo read `placebo` (a failing placebo: "inconclusive"; a passing one: "reproduced")."""
     out = root / "results" / paper / "smoke" / "compare.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    claims = [
+        {"id": f"c{i}", "verdict": v, "kind": "premise" if v in ("holds", "fails") else "mechanism",
+         "placebo": {"test_verdict": placebo, "passes": placebo == "reproduced"}}
+        for i, v in enumerate(verdicts)
+    ]  # fmt: skip
     result = {
         "tier": "smoke",
-        "claims": [{"id": f"c{i}", "verdict": v} for i, v in enumerate(verdicts)],
+        "claims": claims,
         "targets": [],
         "runs": [{"variant": "x", "seed": 0, "provenance": {"code_sha256": code, "timestamp_utc": stamp}}],
     }
@@ -68,23 +75,30 @@ def test_index_counts_verdicts_flags_stale_runs_and_lists_unrun_papers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "papers").mkdir()
-    for paper in ("dft", "bema", "dpo"):
+    for paper in ("dft", "bema", "dpo", "nca"):
         (tmp_path / "papers" / paper).symlink_to(ROOT / "papers" / paper)
-    _compare(tmp_path, "dft", ["reproduced", "reproduced", "inconclusive"], "now", "2026-12-01T10:00:00+00:00")
-    _compare(tmp_path, "bema", ["not reproduced", "insufficient seeds"], "old", "2026-11-30T09:00:00+00:00")
+    _compare(tmp_path, "dft", ["reproduced", "reproduced", "inconclusive", "holds"], "now", "2026-12-01T10:00:00+00:00")
+    _compare(tmp_path, "bema", ["not reproduced", "insufficient seeds", "fails"], "old", "2026-11-30T09:00:00+00:00")
+    _compare(tmp_path, "nca", ["does not discriminate"], "now", "2026-12-01T11:00:00+00:00", placebo="reproduced")
     (tmp_path / "reports" / "dft").mkdir(parents=True)
     (tmp_path / "reports" / "dft" / "report.html").write_text("<html></html>", encoding="utf-8")
     monkeypatch.setattr("repro.provenance.code_sha256", lambda root: "now")
     md, page = catalog.write_index(tmp_path, tmp_path / "reports" / "index.md")
-    rows = {line.split("`")[1]: line for line in md.read_text(encoding="utf-8").splitlines() if "(`" in line}
+    text = md.read_text(encoding="utf-8")
+    rows = {line.split("`")[1]: line for line in text.splitlines() if "(`" in line}
     assert (
-        "| smoke | 2 / 0 / 1 / 0 | none | 1 | 2026-12-01 10:00:00 | no | [report.html](dft/report.html) |"
+        "| smoke | 2 / 0 / 1 / 0 / 0 / 0 | 1 holds | none | 1 | 2026-12-01 10:00:00 | no | [report.html](dft/report.html) |"
         in rows["dft"]
     )
-    assert "| 0 / 1 / 0 / 1 |" in rows["bema"] and "**1 of 1**" in rows["bema"] and "not rendered" in rows["bema"]
+    assert "| 0 / 1 / 0 / 1 / 0 / 0 | 1 fails |" in rows["bema"] and "**1 of 1**" in rows["bema"]
+    assert "not rendered" in rows["bema"]
+    assert "| no mechanism test at this tier (0 / 0 / 0 / 0 / 1 / 0) |" in rows["nca"]  # its only claim is vacuous
     assert "| not run |" in rows["dpo"]
-    assert "3 paper folders; 2 with results" in md.read_text(encoding="utf-8")
-    assert "2 reproduced, 1 not reproduced, 1 inconclusive, 1 insufficient seeds" in md.read_text(encoding="utf-8")
+    assert "4 paper folders; 3 with results" in text
+    assert "**Mechanism claims reproduced: 2 of 6**" in text
+    assert "2 reproduced, 1 not reproduced, 1 inconclusive, 1 insufficient seeds, 1 does not discriminate" in text
+    assert "Premises (conditions under which the mechanism tests mean something): 1 holds, 1 fails" in text
+    assert "No mechanism test at the tier run: `nca`." in text
     html = page.read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and 'href="dft/report.html"' in html
 

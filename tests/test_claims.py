@@ -135,11 +135,55 @@ def test_paired_uses_shared_seeds_only() -> None:
     assert outcome.verdict == "insufficient seeds"  # only seeds 0 and 1 pair up
 
 
-def test_constant_groups_give_a_certain_sign() -> None:
-    outcome = TESTS.get("welch_t")(by_seed([1.0] * 3), by_seed([0.0] * 3), ClaimParams("greater"))
-    assert outcome.verdict == "reproduced"
-    assert outcome.p_value == 0.0
-    assert outcome.ci == (1.0, 1.0)
+@pytest.mark.parametrize("test", ["welch_t", "paired_t", "bootstrap"])
+def test_zero_spread_gives_no_p_value_unless_declared_deterministic(test: str) -> None:
+    """Seeds that all agree say nothing about noise: no p = 0, no "reproduced", unless the claim declares the
+    quantity exact; then the means compare as they are, and the note says so."""
+    ones, zeros = by_seed([1.0] * 3), by_seed([0.0] * 3)
+    stochastic = TESTS.get(test)(ones, zeros, ClaimParams("greater"))
+    assert stochastic.verdict == "inconclusive" and stochastic.p_value is None
+    assert "deterministic: true" in stochastic.note
+    exact = TESTS.get(test)(ones, zeros, ClaimParams("greater", deterministic=True))
+    assert exact.verdict == "reproduced" and exact.p_value is None and "compared exactly" in exact.note
+    assert exact.ci == (1.0, 1.0)
+    wrong_way = TESTS.get(test)(zeros, ones, ClaimParams("greater", deterministic=True))
+    assert wrong_way.verdict == "not reproduced"
+    below_minimum = TESTS.get(test)(ones, zeros, ClaimParams("greater", min_effect=1.0, deterministic=True))
+    assert below_minimum.verdict == "inconclusive"
+
+
+def test_paired_differences_without_spread_are_not_certain() -> None:
+    """Every seed's difference equal (treatment = control + 0.1) is zero spread for a paired test."""
+    out = TESTS.get("paired_t")(by_seed([0.6, 0.7, 0.8]), by_seed([0.5, 0.6, 0.7]), ClaimParams("greater"))
+    assert out.verdict == "inconclusive" and out.p_value is None
+
+
+def test_declared_deterministic_with_spread_is_tested_and_flagged() -> None:
+    out = TESTS.get("welch_t")(HIGH, LOW, ClaimParams("greater", deterministic=True))
+    assert out.verdict == "reproduced" and out.p_value is not None and out.p_value < 0.05
+    assert "vary across seeds" in out.note
+
+
+@pytest.mark.parametrize("test", ["welch_t", "paired_t", "bootstrap"])
+def test_direction_less_reaches_reproduced_and_respects_min_effect(test: str) -> None:
+    """A "less" claim passes when the treatment is significantly lower by more than min_effect, and the sign of
+    the effect is what min_effect is checked against (a larger treatment never passes)."""
+    low, high = by_seed([0.10, 0.12, 0.11, 0.13]), by_seed([0.50, 0.53, 0.52, 0.51])
+    out = TESTS.get(test)(low, high, ClaimParams("less"))
+    assert out.verdict == "reproduced" and out.effect == pytest.approx(-0.4) and out.p_value < 0.05
+    assert TESTS.get(test)(low, high, ClaimParams("less", min_effect=0.3)).verdict == "reproduced"
+    assert TESTS.get(test)(low, high, ClaimParams("less", min_effect=0.5)).verdict == "inconclusive"
+    assert TESTS.get(test)(high, low, ClaimParams("less")).verdict == "not reproduced"
+
+
+def test_bootstrap_counts_ties_against_the_claim() -> None:
+    """Treatment [1, 1, 0] against a constant 0: a resample of three zeros (probability 1/27) gives a difference
+    of exactly 0, which counts against H1 "greater"; p is that share, not the 1/(n+1) floor."""
+    out = bootstrap_diff([1.0, 1.0, 0.0], [0.0, 0.0, 0.0])
+    assert out.p_greater == pytest.approx(1 / 27, abs=0.006)
+    assert out.p_less == pytest.approx(1.0)  # every difference is ≥ 0: ties count against "less" as well
+    tie_only = bootstrap_diff([1.0, 0.0], [1.0, 0.0])  # differences symmetric around 0, many exactly 0
+    assert tie_only.p_greater > 0.5 and tie_only.p_less > 0.5
 
 
 def test_max_equals_threshold() -> None:

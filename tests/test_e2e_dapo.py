@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -86,7 +87,11 @@ def test_report_is_rendered_with_figures(project) -> None:
         "## Provenance",
     ]:
         assert heading in text, heading
-    assert text.count("| dynamic_sampling_no_zero_std_groups |") == 1 and "**reproduced**" in text
+    # The dynamic-sampling mechanism claim has one row with a verdict, whatever 16-step runs give; the filter's own
+    # postcondition (no zero-variance group in an update) is a unit test and the metrics check below, not a claim.
+    rows = [line for line in text.splitlines() if line.startswith("| dynamic_sampling_raises_accuracy |")]
+    assert len(rows) == 1 and re.search(r"\| \*\*[a-z][^*|]*\*\* \|", rows[0]), rows  # its verdict cell
+    assert "dynamic_sampling_no_zero_std_groups" not in text
     assert "not comparable at this tier" in text  # AIME targets are paper-tier numbers
     pngs = list((work / "reports" / "dapo").rglob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -124,6 +129,9 @@ def test_every_run_was_scored_on_aime24_through_lm_eval(project) -> None:
     assert rows["aime24_dapo"]["n_seeds"] == 3 and rows["aime24_dapo"]["ours"] is not None
     assert "n: ours 4 vs paper 32" not in rows["aime24_dapo"]["protocol_deviations"]  # the target states k, not n
     assert "k: ours 4 vs paper 32" in rows["aime24_dapo"]["protocol_deviations"]
+    # the paper's grader is verl's string match, ours math-verify: the comparison says so
+    deviations = rows["aime24_dapo"]["protocol_deviations"]
+    assert any(d.startswith("grader: ours math-verify vs paper verl math_dapo") for d in deviations)
 
 
 def test_ablation_report_reads_the_finished_comparison(project) -> None:

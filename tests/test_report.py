@@ -68,6 +68,7 @@ def claim(cid: str, treatment: str, control: str | None, metric: dict[str, Any],
         "treatment": treatment,
         **({"control": control} if control else {}),
         "metric": metric,
+        "kind": "premise" if control == "base_model" else "mechanism",
         **extra,
     }
 
@@ -209,7 +210,7 @@ def test_claim_verdicts(smoke_compare: dict[str, Any]) -> None:
         "clip_higher_entropy": "reproduced",
         "no_zero_std_updates": "reproduced",
         "clip_higher_shorter": "not reproduced",
-        "beats_base": "reproduced",
+        "beats_base": "holds",
         "dapo_vs_clip_higher": "inconclusive",
         "grpo_entropy": "insufficient seeds",
     }
@@ -333,6 +334,14 @@ def test_render_report(smoke: tuple[Path, Path], smoke_compare: dict[str, Any], 
     assert "**not comparable**" in text and "smoke" in text
     assert "not comparable at this tier" in text and "insufficient seeds" in text
     assert "statement of clip_higher_entropy" in text
+    assert "— a check of the paper's claims at smoke scale (toy model and task; not a reproduction)" in text
+    assert "reproduction report" not in text
+    mechanism, premises = text.split("### Mechanism claims")[1].split("### Premises")
+    assert "| clip_higher_entropy |" in mechanism and "| beats_base |" not in mechanism
+    assert "| beats_base |" in premises.split("\n\n- ")[0] and "**holds**" in premises
+    # the threshold claim's placebo: the control (0.25 on every seed) against `== 0` fails
+    assert re.search(r"\| no_zero_std_updates \|.*\| fails \(control 0\.25\) \| \*\*reproduced\*\* \|", mechanism)
+    assert re.search(r"\| clip_higher_entropy \|.*\| fails \(effect 0, p ", mechanism)
     assert "| `optim.lr` | 1e-06 | 1e-05 | ×10 of paper |" in text
     assert "missing config.resolved.yaml" in text
     assert "### Published numbers not run here" in text

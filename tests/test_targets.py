@@ -44,6 +44,7 @@ TARGETS: dict[str, Any] = {
             "alpha": 0.05,
             "min_effect": 0.0,
             "min_seeds": 3,
+            "kind": "mechanism",
         },
         {
             "id": "no_zero_std_updates",
@@ -53,6 +54,7 @@ TARGETS: dict[str, Any] = {
             "metric": {"file": "metrics", "name": "frac_zero_std_update", "reduce": "max"},
             "test": "max_equals",
             "threshold": {"op": "==", "value": 0},
+            "kind": "premise",
         },
         {
             "id": "beats_base",
@@ -63,6 +65,7 @@ TARGETS: dict[str, Any] = {
             "metric": {"file": "eval", "name": "sampled_accuracy"},
             "direction": "greater",
             "test": "paired_t",
+            "kind": "premise",
         },
     ],
 }
@@ -117,6 +120,17 @@ def test_valid_targets_load(tmp_path: Path) -> None:
     assert zero_std.threshold == ("==", 0.0) and zero_std.control is None
     assert base.control == BASE_MODEL and base.min_seeds == 3 and base.alpha == 0.05
     assert loaded.references == ()  # optional
+    assert [c.kind for c in loaded.claims] == ["mechanism", "premise", "premise"]
+    assert loaded.no_mechanism_test == {}
+
+
+def test_no_mechanism_test_and_unverified_sources_load(tmp_path: Path) -> None:
+    data = edited(lambda d: d["claims"][0].update(kind="premise"))
+    data["no_mechanism_test"] = {"smoke": "the toy task has no length variance to filter"}
+    data["targets"][0]["source"] = {"arxiv": "2503.14476v1", "unverified": True, "note": "seen on a blog"}
+    loaded = load_targets(write(tmp_path, "targets.yaml", data), VARIANTS)
+    assert loaded.no_mechanism_test == {"smoke": "the toy task has no length variance to filter"}
+    assert loaded.targets[0].source.describe().startswith("UNVERIFIED (seen on a blog)")
 
 
 def test_references_load_and_are_checked(tmp_path: Path) -> None:
@@ -157,7 +171,51 @@ def test_missing_required_key(tmp_path: Path) -> None:
         (lambda d: d["targets"][0].update(tier="papr"), "targets[0].tier", "'paper'"),
         (lambda d: d["claims"][0].update(treatment="clip_hihger"), "claims[0].treatment", "'clip_higher'"),
         (lambda d: d["claims"][0].update(test="welch"), "claims[0].test", "'welch_t'"),
-        (lambda d: d["claims"][0].update(test="noninferiority_welch"), "claims[0].min_effect", "margin"),
+        (lambda d: d["claims"][0].update(test="noninferiority_welch"), "claims[0]", "margin_of_control_gain"),
+        (lambda d: d["claims"][2].update(kind="mechanism"), "claims[2].control", "kind: premise"),
+        (lambda d: d["claims"][1].update(kind="mechanism"), "claims[1].control", "placebo"),
+        (lambda d: d["claims"][0].pop("kind"), "claims[0]", "`kind`"),
+        (lambda d: d["claims"][0].update(kind="mechanim"), "claims[0].kind", "'mechanism'"),
+        (lambda d: d["claims"][2].update(requires=["beats_base"]), "claims[2].requires", "only a mechanism"),
+        (lambda d: d["claims"][0].update(requires=["beats_bse"]), "claims[0].requires", "'beats_base'"),
+        (lambda d: d["claims"][0].update(requires=["clip_higher_entropy"]), "claims[0].requires", "premise"),
+        (lambda d: d["claims"][0].update(paired_with="beats_base"), "claims[0].paired_with", "noninferiority"),
+        (
+            lambda d: d["claims"][0].update(test="noninferiority_welch", margin_of_control_gain=0.25),
+            "claims[0].metric",
+            "file: eval",
+        ),
+        (
+            lambda d: d["claims"][0].update(
+                test="noninferiority_welch", margin_of_control_gain=0.25, metric={"file": "eval", "name": "x"}
+            ),
+            "claims[0]",
+            "paired_with",
+        ),
+        (
+            lambda d: d["claims"][0].update(
+                test="noninferiority_welch", margin_of_control_gain=0.5, paired_with="clip_higher_entropy"
+            ),
+            "claims[0].margin_of_control_gain",
+            "half",
+        ),
+        (
+            lambda d: d["claims"][0].update(
+                test="noninferiority_welch",
+                margin_of_control_gain=0.25,
+                paired_with="clip_higher_entropy",
+                metric={"file": "eval", "name": "sampled_accuracy"},
+            ),
+            "claims[0].paired_with",
+            "mechanism claim",
+        ),
+        (lambda d: d["claims"][0].update(kind="premise"), "claims", "no_mechanism_test"),
+        (
+            lambda d: d.update(no_mechanism_test={"smok": "tiny model"}),
+            "no_mechanism_test",
+            "'smoke'",
+        ),
+        (lambda d: d["targets"][0]["source"].update(unverified=True), "targets[0].source", "note"),
         (lambda d: d["claims"][0].update(control="clip_higher"), "claims[0].control", "control_metric"),
         (
             lambda d: d["claims"][2].update(control_metric={"file": "eval", "name": "greedy_accuracy"}),

@@ -20,7 +20,7 @@ import numpy as np
 from repro.io import read_json, write_text
 from repro.report.claims import paired_t, welch_t
 from repro.report.html import write_html
-from repro.report.render import TIER_SCALE, fmt, fmt_with_ci, md_table
+from repro.report.render import TIER_SCALE, fmt, fmt_with_ci, md_table, placebo_text
 from repro.report.staleness import stale_runs
 from repro.report.targets import load_paper_meta
 
@@ -67,21 +67,22 @@ def row_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def plot_deltas(deltas: list[dict[str, Any]], unit: str, tier: str, out_path: Path) -> Path | None:
-    """Bars of what each row adds over the previous one: the paper's and ours (with its 95% CI)."""
+def plot_deltas(deltas: list[dict[str, Any]], info: dict[str, Any], tier: str, out_path: Path) -> Path | None:
+    """Bars of what each row adds over the previous one: the paper's and ours (with its 95% CI), in two panels."""
     from repro.report.plots import paper_vs_ours_bars
 
     if not deltas:
         return None
+    unit = info.get("unit", "percent")
     return paper_vs_ours_bars(
         [d["label"] for d in deltas],
         [d["published_prev"] for d in deltas],
         [d["ours_prev"] for d in deltas],
         [d["ours_prev_ci"] for d in deltas],
-        paper_label="paper",
+        paper_ylabel=f"Δ {info.get('metric', 'published')} from the previous row ({unit})",
+        ours_ylabel=f"Δ {info.get('ours_metric', 'ours')} from the previous row",
         tier=tier,
-        ylabel=f"change from the previous row ({unit})",
-        title="What each row adds: paper vs ours (directions can carry over, sizes cannot)",
+        title="What each row adds: directions can carry over, sizes cannot",
         out_path=out_path,
         zero_line=True,
     )
@@ -101,9 +102,12 @@ def render_ablation_report(
         raise ValueError(f"{compare_json} is for tier {result.get('tier')!r}, not {tier!r}")
     rows, info = result.get("ablation") or [], result.get("ablation_meta") or {}
     figures = out.parent / "figures"
-    values_fig = plots.plot_ablation(rows, tier, info.get("unit", "percent"), figures / "ablation.png")
+    values_fig = plots.plot_ablation(
+        rows, tier, info.get("unit", "percent"), figures / "ablation.png", info.get("metric", ""),
+        info.get("ours_metric", ""),
+    )  # fmt: skip
     deltas = row_deltas(rows)
-    deltas_fig = plot_deltas(deltas, info.get("unit", "percent"), tier, figures / "ablation_deltas.png")
+    deltas_fig = plot_deltas(deltas, info, tier, figures / "ablation_deltas.png")
     stale = stale_runs(result, meta.path)
     lines = [
         f"# {meta.title} — ablation report",
@@ -171,5 +175,35 @@ def render_ablation_report(
         f"Of {len(deltas)} increments, ours {counts['agrees']} agree with the paper's direction, "
         f"{counts['opposite']} go the opposite way and {counts['unclear']} are unclear at this tier and seed count."
     )
+    lines += claims_on_rows(result.get("claims") or [], {r["variant"] for r in rows})
     write_text(out, "\n\n".join(lines) + "\n")
     return out, write_html(out)
+
+
+def claims_on_rows(claims: list[dict[str, Any]], variants: set[str]) -> list[str]:
+    """The claims whose treatment or control is a row of the table, mechanism claims apart from premises."""
+    out = []
+    for kind, heading in (("mechanism", "Mechanism claims on these rows"), ("premise", "Premises on these rows")):
+        picked = [
+            c for c in claims
+            if c.get("kind", "mechanism") == kind and {c.get("treatment"), c.get("control")} & variants
+        ]  # fmt: skip
+        if not picked:
+            continue
+        out.append(f"## {heading}")
+        out.append(
+            md_table(
+                ["Claim", "Treatment vs control", "Effect [95% CI]", "Placebo (control in place)", "Verdict"],
+                [
+                    [
+                        c["id"],
+                        f"{c['treatment']} vs {c.get('control') or '—'}",
+                        fmt_with_ci(c.get("effect"), c.get("ci")),
+                        placebo_text(c.get("placebo")),
+                        f"**{c['verdict']}**",
+                    ]
+                    for c in picked
+                ],
+            )  # fmt: skip
+        )
+    return out

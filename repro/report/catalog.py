@@ -1,5 +1,5 @@
 """The catalog index, reports/index.md and index.html: every paper folder, and for each tier it was run at, its
-claims by verdict, its targets by status, when it last ran, whether its runs are stale, and a link to its report.
+mechanism claims by verdict apart from its premises, its targets by status, when it last ran, whether its runs are stale, and a link to its report.
 
 Built from whatever results/<paper>/<tier>/compare.json exist (and results/<paper>/<tier>@<overrides>/ of runs on a
 researcher's own model or data, repro/overrides.py): a paper never run is listed as such.
@@ -14,14 +14,18 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from repro.io import read_json, write_text
-from repro.report.claims import VERDICTS
 from repro.report.html import write_html
 from repro.report.plots import save_figure
 from repro.report.targets import load_paper_meta
+from repro.report.verdicts import MECHANISM_VERDICTS, PREMISE_VERDICTS, discriminates
 
 TIERS = ("smoke", "small", "paper")
 VERDICT_COLOURS = {"reproduced": "#2da44e", "not reproduced": "#cf222e", "inconclusive": "#d4a72c",
-                   "insufficient seeds": "#afb8c1"}  # fmt: skip
+                   "insufficient seeds": "#afb8c1", "does not discriminate": "#8250df",
+                   "not testable": "#57606a"}  # fmt: skip
+VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "insufficient seeds": "n<3",
+                 "does not discriminate": "≡", "not testable": "⊘"}  # fmt: skip
+NO_MECHANISM_TEST = "no mechanism test at this tier"
 
 
 def catalog_rows(root: Path) -> list[dict[str, Any]]:
@@ -52,8 +56,14 @@ def _summarise(result: dict[str, Any], root: Path, paper: str, code_now: dict[st
     label = str(result.get("label") or result.get("tier"))
     folder = paper if label == result.get("tier") else f"{paper}/{label}"  # overrides: reports/<paper>/<label>/
     report = next((p for p in ("report.html", "report.md") if (root / "reports" / folder / p).is_file()), None)
+    claims = result.get("claims") or []
+    mechanism = [c for c in claims if c.get("kind", "mechanism") == "mechanism"]
+    why_none = (result.get("mechanism") or {}).get("no_mechanism_test")
     return {
-        "claims": dict(Counter(c.get("verdict", "?") for c in result.get("claims") or [])),
+        "claims": dict(Counter(c.get("verdict", "?") for c in mechanism)),
+        "premises": dict(Counter(c.get("verdict", "?") for c in claims if c.get("kind") == "premise")),
+        "discriminating": sum(discriminates(c) for c in mechanism),
+        "mechanism_test": None if any(discriminates(c) for c in mechanism) else (why_none or NO_MECHANISM_TEST),
         "targets": dict(Counter(t.get("status", "?") for t in result.get("targets") or [])),
         "n_runs": len(runs),
         "last_run": max((s for s in stamps if s), default=None),
@@ -64,46 +74,61 @@ def _summarise(result: dict[str, Any], root: Path, paper: str, code_now: dict[st
 
 def render_index(rows: list[dict[str, Any]], figure: str | None) -> str:
     ran = [r for r in rows if r["tier"]]
-    totals = Counter()
+    totals, premises = Counter(), Counter()
     for r in ran:
         totals.update(r["claims"])
+        premises.update(r.get("premises") or {})
     papers = {r["paper"] for r in rows}
+    n_mechanism = sum(totals.values())
+    untested = sorted({r["paper"] for r in ran if r.get("mechanism_test")})
     lines = [
-        "# Reproduction catalog",
+        "# Claims catalog",
         (
-            f"{len(papers)} paper folders; {len({r['paper'] for r in ran})} with results. Claims over all tiers run: "
-            + ", ".join(f"{totals.get(v, 0)} {v}" for v in VERDICTS)
-            + ". A verdict is per claim and tier (smoke verdicts test directions at a tiny scale, not the paper's "
-            "numbers); a run is stale when the core code or its paper folder's config has changed since it ran."
+            f"**Mechanism claims reproduced: {totals.get('reproduced', 0)} of {n_mechanism}** over every paper and "
+            f"tier run ({len(papers)} paper folders; {len({r['paper'] for r in ran})} with results). A mechanism "
+            "claim tests the paper's effect of its method against a control that lacks it, and reads reproduced "
+            "only when its placebo (the control in the treatment's place) fails. All mechanism verdicts: "
+            + ", ".join(f"{totals.get(v, 0)} {v}" for v in MECHANISM_VERDICTS)
+            + ". Premises (conditions under which the mechanism tests mean something): "
+            + (", ".join(f"{premises.get(v, 0)} {v}" for v in PREMISE_VERDICTS) if premises else "none")
+            + ". A smoke verdict checks a claim's direction on a toy model and task, never the paper's numbers; a run "
+            "is stale when the core code or its paper folder's config has changed since it ran."
         ),
     ]
+    if untested:
+        lines.append(f"No mechanism test at the tier run: {', '.join(f'`{p}`' for p in untested)}.")
     if figure:
-        lines.append(f"![claims by verdict]({figure})")
+        lines.append(f"![mechanism claims by verdict]({figure})")
+    marks = " / ".join(VERDICT_MARKS[v] for v in MECHANISM_VERDICTS)
     table = [
-        "| Paper | Family | Tier | Claims ✓ / ✗ / ? / n<3 | Targets | Runs | Last run (UTC) | Stale | Report |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| Paper | Family | Tier | Mechanism claims {marks} | Premises | Targets | Runs | Last run (UTC) | Stale "
+        "| Report |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         name = f"{r['title']} (`{r['paper']}`)"
         if not r["tier"]:
-            table.append(f"| {name} | {r['family']} | not run | — | — | 0 | — | — | — |")
+            table.append(f"| {name} | {r['family']} | not run | — | — | — | 0 | — | — | — |")
             continue
-        claims = " / ".join(str(r["claims"].get(v, 0)) for v in VERDICTS)
+        claims = " / ".join(str(r["claims"].get(v, 0)) for v in MECHANISM_VERDICTS)
+        if r.get("mechanism_test"):
+            claims = f"{NO_MECHANISM_TEST} ({claims})" if r["claims"] else NO_MECHANISM_TEST
+        held = ", ".join(f"{n} {v}" for v, n in sorted((r.get("premises") or {}).items())) or "none"
         targets = ", ".join(f"{n} {s}" for s, n in sorted(r["targets"].items())) or "none"
         last = (r["last_run"] or "—").replace("T", " ").replace("+00:00", "")
         stale = f"**{r['stale_runs']} of {r['n_runs']}**" if r["stale_runs"] else "no"
         link = f"[{r['report'].split('/')[-1]}]({r['report']})" if r["report"] else "not rendered"
         table.append(
-            f"| {name} | {r['family']} | {r['tier']} | {claims} | {targets} | {r['n_runs']} | {last} | {stale} | "
-            f"{link} |"
+            f"| {name} | {r['family']} | {r['tier']} | {claims} | {held} | {targets} | {r['n_runs']} | {last} | "
+            f"{stale} | {link} |"
         )
     lines.append("\n".join(table))
-    lines.append("✓ reproduced, ✗ not reproduced, ? inconclusive, n<3 insufficient seeds.")
+    lines.append(", ".join(f"{VERDICT_MARKS[v]} {v}" for v in MECHANISM_VERDICTS) + ".")
     return "\n\n".join(lines) + "\n"
 
 
 def plot_claims(rows: list[dict[str, Any]], out: Path) -> Path | None:
-    """Horizontal stacked bars: per paper and tier, its claims by verdict."""
+    """Horizontal stacked bars: per paper and tier, its mechanism claims by verdict."""
     ran = [r for r in rows if r["tier"] and r["claims"]]
     if not ran:
         return None
@@ -111,13 +136,13 @@ def plot_claims(rows: list[dict[str, Any]], out: Path) -> Path | None:
     ax = fig.add_subplot()
     labels = [f"{r['paper']} ({r['tier']})" for r in ran]
     left = [0] * len(ran)
-    for verdict in VERDICTS:
+    for verdict in MECHANISM_VERDICTS:
         counts = [r["claims"].get(verdict, 0) for r in ran]
         ax.barh(labels, counts, left=left, color=VERDICT_COLOURS[verdict], label=verdict)
         left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.invert_yaxis()
-    ax.set_xlabel("claims")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(VERDICTS), fontsize=8)
+    ax.set_xlabel("mechanism claims")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, out)
 

@@ -9,8 +9,12 @@ one-sided p-values in both directions; `judge_difference` turns those into a gra
 - "inconclusive": anything else;
 - "insufficient seeds": fewer than `min_seeds` values on either side (pairs, for `paired_t`).
 
-`max_equals` is deterministic: every treatment seed must satisfy `op value` (e.g. the largest
-share of zero-variance groups in an update is 0 under dynamic sampling).
+Zero spread (every seed agrees) gives no p-value and reads "inconclusive", unless the claim declares the
+quantity deterministic; then the means are compared exactly and the note says so.
+
+`max_equals` checks every seed: each treatment seed must satisfy `op value`. Whether a claim discriminates
+(its placebo, the control in the treatment's place) and its kind (mechanism or premise) are decided in
+compare.py, from these outcomes.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ DIRECTIONS = ("greater", "less")
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+SPREAD_RTOL = 1e-9  # a standard error below this share of the values' magnitude is rounding, not noise
 
 ValuesBySeed = Mapping[int, float]
 
@@ -46,6 +51,7 @@ class DifferenceStats:
     p_less: float  # H1: treatment < control
     statistic: float | None = None  # t statistic where the test has one
     df: float | None = None  # degrees of freedom (Welch–Satterthwaite for Welch)
+    no_spread: bool = False  # both groups constant (paired: every difference equal): p is undefined
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class ClaimParams:
     min_effect: float = 0.0
     min_seeds: int = 3
     threshold: tuple[str, float] | None = None  # (op, value), max_equals only
+    deterministic: bool = False  # declared: zero spread on both sides compares exactly
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def welch_t(treatment: Sequence[float], control: Sequence[float]) -> DifferenceS
     effect = float(t.mean() - c.mean())
     var_t, var_c = t.var(ddof=1) / len(t), c.var(ddof=1) / len(c)
     se = math.sqrt(var_t + var_c)
-    if se == 0.0:
+    if _negligible(se, t, c):
         return _no_spread(effect)
     df = (var_t + var_c) ** 2 / (var_t**2 / (len(t) - 1) + var_c**2 / (len(c) - 1))
     greater = stats.ttest_ind(t, c, equal_var=False, alternative="greater")
@@ -115,7 +122,7 @@ def paired_t(treatment: Sequence[float], control: Sequence[float]) -> Difference
         raise ValueError("paired_t needs at least 2 pairs")
     effect = float(diff.mean())
     se = float(diff.std(ddof=1)) / math.sqrt(len(diff))
-    if se == 0.0:
+    if _negligible(se, t, c):
         return _no_spread(effect)
     df = len(diff) - 1
     greater = stats.ttest_rel(t, c, alternative="greater")
@@ -131,11 +138,14 @@ def bootstrap_diff(
 ) -> DifferenceStats:
     """Bootstrap of the difference in means, each group resampled on its own (fixed rng seed).
 
-    CI: percentile interval. One-sided p: share of resampled differences on the wrong side of 0,
-    with the +1 correction so that p is never exactly 0.
+    CI: percentile interval. One-sided p: share of resampled differences on the wrong side of 0, ties (a
+    difference of exactly 0) counted against H1 in both directions, with the +1 correction so that p is never
+    exactly 0.
     """
     t, c = _as_array(treatment), _as_array(control)
     _need_two(t, c)
+    if _negligible(float(np.ptp(t)) + float(np.ptp(c)), t, c):
+        return _no_spread(float(t.mean() - c.mean()))  # every resample would agree: no evidence of certainty
     rng = np.random.default_rng(seed)
     t_means = rng.choice(t, size=(n_resamples, len(t)), replace=True).mean(axis=1)
     c_means = rng.choice(c, size=(n_resamples, len(c)), replace=True).mean(axis=1)
@@ -174,9 +184,35 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float] | None:
 # --- from statistics to verdicts -----------------------------------------------------------
 
 
-def judge_difference(diff: DifferenceStats, params: ClaimParams) -> tuple[str, float, str]:
-    """(verdict, p-value in the stated direction, note) for a two-group test."""
+def judge_difference(diff: DifferenceStats, params: ClaimParams) -> tuple[str, float | None, str]:
+    """(verdict, p-value in the stated direction, note) for a two-group test.
+
+    Zero spread gives no p-value: seeds that all agree say nothing about noise unless the quantity is exact
+    by construction, which a claim declares (`deterministic: true`); only then are the means compared as they are.
+    """
     sign = 1.0 if params.direction == "greater" else -1.0
+    if diff.no_spread:
+        return _judge_exact(sign * diff.effect, params)
+    spread_note = "declared deterministic, yet the values vary across seeds" if params.deterministic else ""
+    verdict, p, note = _judge_p(diff, params, sign)
+    return verdict, p, _join(note, spread_note)
+
+
+def _judge_exact(signed_effect: float, params: ClaimParams) -> tuple[str, None, str]:
+    if not params.deterministic:
+        note = (
+            "zero spread across seeds: no noise estimate, hence no p-value; if the quantity is exact by "
+            "construction, declare `deterministic: true`"
+        )
+        return "inconclusive", None, note
+    if signed_effect > params.min_effect:
+        return "reproduced", None, "deterministic: compared exactly (zero spread on both sides)"
+    if signed_effect < 0:
+        return "not reproduced", None, "deterministic: compared exactly; the difference is the other way"
+    return "inconclusive", None, f"deterministic: compared exactly; |effect| ≤ min_effect {params.min_effect}"
+
+
+def _judge_p(diff: DifferenceStats, params: ClaimParams, sign: float) -> tuple[str, float, str]:
     p_stated = diff.p_greater if sign > 0 else diff.p_less
     p_opposite = diff.p_less if sign > 0 else diff.p_greater
     if p_stated < params.alpha and sign * diff.effect > params.min_effect:
@@ -341,11 +377,15 @@ def _need_two(t: np.ndarray, c: np.ndarray) -> None:
         raise ValueError(f"need at least 2 values per group, got {len(t)} and {len(c)}")
 
 
+def _negligible(spread: float, *groups: np.ndarray) -> bool:
+    """A spread at the level of float rounding of the values (0.6 − 0.5 vs 0.7 − 0.6) is no spread."""
+    scale = max(float(np.max(np.abs(g))) for g in groups)
+    return spread <= SPREAD_RTOL * scale
+
+
 def _no_spread(effect: float) -> DifferenceStats:
-    """Both groups constant: the sign of the difference is certain, the CI is a point."""
-    p_greater = 0.0 if effect > 0 else 1.0
-    p_less = 0.0 if effect < 0 else 1.0
-    return DifferenceStats(effect, (effect, effect), p_greater, p_less, None, None)
+    """No spread to estimate noise from: no p-value, a point CI (judge_difference decides what that means)."""
+    return DifferenceStats(effect, (effect, effect), math.nan, math.nan, None, None, no_spread=True)
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -21,20 +21,19 @@ import yaml
 from repro.io import read_json, read_jsonl_tolerant, write_json
 from repro.provenance import collect_provenance
 from repro.report.alignment import alignment_summary
-from repro.report.claims import REDUCERS, TESTS, mean_ci
+from repro.report.claims import mean_ci
 from repro.report.results_table import results_table_summary
 from repro.report.scale import scale_summary, truncation_warnings
 from repro.report.targets import (
-    BASE_MODEL,
     Ablation,
-    Claim,
-    ClaimMetric,
     PaperMeta,
     ScalingFitSpec,
     Target,
     load_paper_meta,
     load_targets,
 )
+from repro.report.verdicts import claim_rows, lookup, mechanism_summary
+from repro.report.verdicts import finite_or_none as _finite_or_none
 
 SEED_DIR = re.compile(r"^seed(\d+)$")
 DIVERGENCE_KEYS = ("truncation_rate", "frac_zero_std", "refill_batches", "response_length", "logprob_gap")
@@ -121,77 +120,7 @@ def collect_runs(results_dir: Path, variants: tuple[str, ...]) -> tuple[dict[str
     return runs, warnings
 
 
-# --- per-seed numbers ----------------------------------------------------------------------
-
-
-def lookup(mapping: Any, dotted: str) -> Any:
-    """`mapping["a"]["b"]` for "a.b"; None where any step is missing."""
-    node = mapping
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def metric_value(run: RunData, metric: ClaimMetric, base: bool = False) -> float | None:
-    """One number per seed for a claim: a reduced metrics curve, or an eval.json (base) key."""
-    if metric.file == "eval":
-        source = lookup(run.eval, "base") if base else run.eval
-        return _finite_or_none(lookup(source, metric.name))
-    curve = [float(v) for r in run.metrics if (v := _finite_or_none(r.get(metric.name))) is not None]
-    if not curve:
-        return None
-    return _finite_or_none(REDUCERS.get(metric.reduce or "mean")(curve, metric.frac))  # NaN: too short a curve
-
-
-def values_by_seed(runs: list[RunData], metric: ClaimMetric, base: bool = False) -> dict[int, float]:
-    out = {}
-    for run in runs:
-        value = metric_value(run, metric, base)
-        if value is not None:
-            out[run.seed] = value
-    return out
-
-
 # --- the sections of compare.json ----------------------------------------------------------
-
-
-def claim_row(claim: Claim, runs: dict[str, list[RunData]]) -> dict[str, Any]:
-    treatment = values_by_seed(runs[claim.treatment], claim.metric)
-    if claim.control == BASE_MODEL:
-        control: dict[int, float] | None = values_by_seed(runs[claim.treatment], claim.metric, base=True)
-    elif claim.control is not None:
-        control = values_by_seed(runs[claim.control], claim.control_metric or claim.metric)
-    else:
-        control = None
-    outcome = TESTS.get(claim.test)(treatment, control, claim.params())
-    dropped = len(runs[claim.treatment]) - len(treatment)
-    note = outcome.note
-    if dropped:
-        note = "; ".join(x for x in (note, f"{dropped} treatment run(s) without a value") if x)
-    return {
-        "id": claim.id,
-        "statement": claim.statement,
-        "source": claim.source,
-        "treatment": claim.treatment,
-        "control": claim.control,
-        "metric": claim.metric.describe() + (f" vs {claim.control_metric.describe()}" if claim.control_metric else ""),
-        "test": claim.test,
-        "direction": claim.direction,
-        "threshold": list(claim.threshold) if claim.threshold else None,
-        "alpha": claim.alpha,
-        "min_effect": claim.min_effect,
-        "n_treatment": outcome.n_treatment,
-        "n_control": outcome.n_control,
-        "treatment_mean": outcome.treatment_mean,
-        "control_mean": outcome.control_mean,
-        "effect": outcome.effect,
-        "ci": list(outcome.ci) if outcome.ci else None,
-        "p_value": outcome.p_value,
-        "verdict": outcome.verdict,
-        "note": note,
-    }
 
 
 def target_row(target: Target, runs: list[RunData], tier: str) -> dict[str, Any]:
@@ -425,6 +354,7 @@ def compare(
         raise ValueError(f"{targets.path}: paper {targets.paper!r} does not match paper.yaml id {meta.id!r}")
     runs, warnings = collect_runs(results_dir, meta.variants)
     warnings += truncation_warnings(runs)
+    claims = claim_rows(targets, runs)
     result = {
         "paper": meta.id,
         "tier": tier,
@@ -433,7 +363,8 @@ def compare(
         "overrides": _run_overrides(runs),
         "scale": scale_summary(runs, meta.default_variant),
         "targets": [target_row(t, runs[t.variant], tier) for t in targets.targets],
-        "claims": [claim_row(c, runs) for c in targets.claims],
+        "claims": claims,
+        "mechanism": mechanism_summary(claims, targets.no_mechanism_test.get(tier)),
         "references": [
             {**dataclasses.asdict(r), "source": r.source.describe()} for r in targets.references
         ],  # fmt: skip
@@ -506,12 +437,6 @@ def _config_text(runs: dict[str, list[RunData]], variant: str) -> str | None:
         if file.is_file():
             return file.read_text(encoding="utf-8")
     return None
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _as_number(value: Any) -> float | None:

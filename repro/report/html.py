@@ -24,6 +24,10 @@ STATUS_CLASS = {
     "not reproduced": "bad",
     "inconclusive": "warn",
     "insufficient seeds": "muted",
+    "holds": "ok",
+    "fails": "bad",
+    "does not discriminate": "bad",
+    "not testable": "muted",
     "not comparable": "muted",
     "not run": "muted",
 }

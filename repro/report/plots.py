@@ -177,8 +177,16 @@ def plot_training_curves(
     return written
 
 
-def plot_ablation(rows: Sequence[dict[str, Any]], tier: str, unit: str, out_path: Path) -> Path | None:
-    """Published vs ours side by side per ablation row (ours with its 95% CI over seeds)."""
+def plot_ablation(
+    rows: Sequence[dict[str, Any]],
+    tier: str,
+    unit: str,
+    out_path: Path,
+    paper_metric: str = "published metric",
+    ours_metric: str = "our metric",
+) -> Path | None:
+    """Published and ours per ablation row, in two panels: the paper's benchmark at its scale and our task at the
+    tier's are different quantities, never one axis."""
     if not rows:
         return None
     return paper_vs_ours_bars(
@@ -186,10 +194,10 @@ def plot_ablation(rows: Sequence[dict[str, Any]], tier: str, unit: str, out_path
         [r.get("published") for r in rows],
         [r.get("ours_mean") for r in rows],
         [r.get("ours_ci") for r in rows],
-        paper_label="published (paper scale)",
+        paper_ylabel=f"{paper_metric} ({unit})",
+        ours_ylabel=f"{ours_metric}",
         tier=tier,
-        ylabel=unit,
-        title=f"Ablation: paper vs ours — scales differ ({tier} tier vs the paper's setting)",
+        title="Ablation rows: the paper's numbers and ours are different quantities at different scales",
         out_path=out_path,
     )
 
@@ -200,31 +208,33 @@ def paper_vs_ours_bars(
     ours: Sequence[float | None],
     ours_ci: Sequence[Sequence[float] | None],
     *,
-    paper_label: str,
+    paper_ylabel: str,
+    ours_ylabel: str,
     tier: str,
-    ylabel: str,
     title: str,
     out_path: Path,
     zero_line: bool = False,
 ) -> Path:
-    """Grouped bars per row: the paper's value (grey) beside ours with its 95% CI as an error bar."""
+    """Two panels over the same rows: the paper's values (grey, its own axis) and ours with 95% CIs (blue, ours)."""
     x = np.arange(len(labels))
-    width = 0.38
     means = [_nan(m) for m in ours]
     errors = np.array(
         [[m - ci[0], ci[1] - m] if ci and not math.isnan(m) else [0.0, 0.0] for ci, m in zip(ours_ci, means)]
     ).T  # [2, rows]
-    fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2), 3.8), layout="constrained")
-    ax = fig.subplots()
-    ax.bar(x - width / 2, [_nan(p) for p in published], width, label=paper_label, color="#888888")
-    ax.bar(x + width / 2, means, width, yerr=errors, capsize=3, label=f"ours ({tier} tier, 95% CI)", color="#1f77b4")
-    if zero_line:
-        ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(x, list(labels), rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    fig = Figure(figsize=(max(7.0, 1.6 * len(labels) + 3), 3.8), layout="constrained")
+    paper_ax, ours_ax = fig.subplots(1, 2)
+    paper_ax.bar(x, [_nan(p) for p in published], 0.6, color="#888888")
+    paper_ax.set_title("published (the paper's model, benchmark and scale)", fontsize=8)
+    paper_ax.set_ylabel(paper_ylabel, fontsize=8)
+    ours_ax.bar(x, means, 0.6, yerr=errors, capsize=3, color="#1f77b4")
+    ours_ax.set_title(f"ours ({tier} tier, mean and 95% CI over seeds)", fontsize=8)
+    ours_ax.set_ylabel(ours_ylabel, fontsize=8)
+    for ax in (paper_ax, ours_ax):
+        if zero_line:
+            ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(x, list(labels), rotation=20, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
     return save_figure(fig, out_path)
 
 

@@ -28,6 +28,11 @@ TIER_SCALE = {  # what each tier's configs are made for; the header says what th
     "small": "a ~0.5–1.5B model on real data (math prompts, preference pairs or SFT sets), one GPU, hours",
     "paper": "the paper's own model, data and setting",
 }
+REPORT_KIND = {  # what a report is at each tier: only the paper tier's setting can reproduce the paper's numbers
+    "smoke": "a check of the paper's claims at smoke scale (toy model and task; not a reproduction)",
+    "small": "a check of the paper's claims at small scale (not the paper's setting)",
+    "paper": "reproduction report",
+}
 DIVERGENCE_COLUMNS = {
     "truncation_rate": "truncation rate",
     "frac_zero_std": "zero-std groups",
@@ -55,8 +60,11 @@ def render_report(
     figures_dir = out.parent / "figures"
     curves = _curves_by_variant(result, compare_path.parent, meta.variants)
     curve_figures = plots.plot_training_curves(curves, figures_dir)
-    unit = (result.get("ablation_meta") or {}).get("unit", "percent")
-    ablation_figure = plots.plot_ablation(result.get("ablation") or [], tier, unit, figures_dir / "ablation.png")
+    info = result.get("ablation_meta") or {}
+    ablation_figure = plots.plot_ablation(
+        result.get("ablation") or [], tier, info.get("unit", "percent"), figures_dir / "ablation.png",
+        info.get("metric", "published metric"), info.get("ours_metric", "our metric"),
+    )  # fmt: skip
     fit_meta = result.get("scaling_fit_meta")
     fit_figure = None
     if fit_meta and result.get("scaling_fits"):
@@ -105,7 +113,7 @@ def header_section(meta: PaperMeta, result: dict[str, Any], tier: str) -> str:
         )
     ran = scale_line(result.get("scale"), tier)
     lines = [
-        f"# {meta.title} — reproduction report",
+        f"# {meta.title} — {REPORT_KIND.get(tier, 'report')}",
         f"Paper: {link} · paper id `{meta.id}` · family {meta.family} · tier **{tier}**",
         f"**Scale:** the **{tier}** tier's recipe ({scale}); what ran: {ran}. {comparable}",
     ]
@@ -249,9 +257,38 @@ def _protocol_text(protocol: dict[str, Any]) -> str:
 
 
 def claims_section(result: dict[str, Any]) -> str:
+    """Mechanism claims (the paper's effect against a control that lacks it) apart from premises (conditions
+    under which those tests mean something), each beside its placebo: the control in the treatment's place."""
     claims = result.get("claims") or []
     if not claims:
         return "## Claims\n\nNo claims in targets.yaml."
+    mechanism = [c for c in claims if c.get("kind", "mechanism") == "mechanism"]
+    premises = [c for c in claims if c.get("kind") == "premise"]
+    summary = result.get("mechanism") or {}
+    parts = ["## Claims", CLAIMS_LEGEND]
+    if summary.get("no_mechanism_test"):
+        parts.append(f"**No mechanism test at this tier:** {_escape(summary['no_mechanism_test'])}")
+    if mechanism:
+        parts += ["### Mechanism claims", _claims_table(mechanism)]
+    if premises:
+        parts += ["### Premises", _claims_table(premises)]
+    statements = [
+        f"- **{c['id']}** ({c.get('kind', 'mechanism')}) — {c['statement']} ({c.get('source', '')})"
+        + (f". Note: {c['note']}" if c.get("note") else "")
+        for c in claims
+    ]
+    return "\n\n".join(parts) + "\n\n" + "\n".join(statements)
+
+
+CLAIMS_LEGEND = (
+    "A mechanism claim reads *reproduced* only when its test passes and its **placebo** fails: the placebo is "
+    "the same test with the control's values in the treatment's place (a threshold claim: the control against "
+    "the same threshold). A claim whose placebo passes too reads *does not discriminate*. A premise reads "
+    "*holds* / *fails*; a mechanism claim whose premises do not hold is *not testable*."
+)
+
+
+def _claims_table(claims: Sequence[dict[str, Any]]) -> str:
     rows = [
         [
             c["id"],
@@ -263,20 +300,26 @@ def claims_section(result: dict[str, Any]) -> str:
             fmt(c.get("effect"), signed=True),
             fmt_ci(c.get("ci")),
             fmt_p(c.get("p_value")),
+            placebo_text(c.get("placebo")),
             f"**{c['verdict']}**",
         ]
         for c in claims
     ]
-    table = md_table(
-        ["Claim", "Treatment vs control", "Metric", "Test", "n (t/c)", "Means", "Effect", "95% CI", "p", "Verdict"],
-        rows,
-    )
-    statements = [
-        f"- **{c['id']}** — {c['statement']} ({c.get('source', '')})"
-        + (f". Note: {c['note']}" if c.get("note") else "")
-        for c in claims
-    ]
-    return "## Claims\n\n" + table + "\n\n" + "\n".join(statements)
+    headers = ["Claim", "Treatment vs control", "Metric", "Test", "n (t/c)", "Means", "Effect", "95% CI", "p"]
+    return md_table([*headers, "Placebo (control in place)", "Verdict"], rows)
+
+
+def placebo_text(placebo: dict[str, Any] | None) -> str:
+    if not placebo:
+        return "— (no control)"
+    if placebo.get("control_mean") is None:  # a threshold: the control's values against it
+        numbers = f"control {fmt(placebo.get('treatment_mean'))}"
+    else:
+        numbers = f"effect {fmt(placebo.get('effect'), signed=True)}, p {fmt_p(placebo.get('p_value'))}"
+    word = "passes" if placebo.get("passes") else ("fails" if placebo.get("test_verdict") else "—")
+    if placebo.get("test_verdict") == "insufficient seeds":
+        word = "insufficient seeds"
+    return f"{word} ({numbers})"
 
 
 def ablation_section(result: dict[str, Any], tier: str, figure: Path | None, report_dir: Path) -> str:

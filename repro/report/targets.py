@@ -21,6 +21,7 @@ from repro.report.claims import DIRECTIONS, REDUCERS, TESTS, THRESHOLD_OPS, Clai
 TIERS = ("smoke", "small", "paper")
 UNITS = ("percent", "fraction", "score", "ratio", "tokens", "steps", "gpu_hours")
 METRIC_FILES = ("metrics", "eval")
+CLAIM_KINDS = ("mechanism", "premise")  # DESIGN.md "Claims": only mechanism claims can read "reproduced"
 BASE_MODEL = "base_model"  # claim control meaning the warm-start scores in eval.json "base"
 
 
@@ -159,11 +160,14 @@ class SourceRef:
     figure: str | None = None
     section: str | None = None
     note: str | None = None
+    unverified: bool = False  # not opened in its source: shown as such, `note` says where it was seen
 
     def describe(self) -> str:
-        where = ", ".join(x for x in (self.table, self.figure, self.section and f"§{self.section}") if x)
+        section = self.section and (f"§{self.section}" if self.section[:1].isdigit() else self.section)  # "abstract"
+        where = ", ".join(x for x in (self.table, self.figure, section) if x)
         origin = f"arXiv {self.arxiv}" if self.arxiv else (self.url or "")
-        return ", ".join(x for x in (where, origin) if x)
+        text = ", ".join(x for x in (where, origin) if x)
+        return f"UNVERIFIED ({self.note}); {text}" if self.unverified else text
 
 
 @dataclass(frozen=True)
@@ -234,9 +238,16 @@ class Claim:
     min_seeds: int = 3
     threshold: tuple[str, float] | None = None
     control_metric: ClaimMetric | None = None  # the control's number, when it is another metric (same runs)
+    kind: str = "mechanism"  # mechanism | premise (CLAIM_KINDS)
+    deterministic: bool = False  # zero spread on both sides compares exactly only when declared
+    requires: tuple[str, ...] | None = None  # premises gating a mechanism claim; None: every premise of the paper
+    paired_with: str | None = None  # a non-inferiority mechanism claim's discriminating partner
+    margin_of_control_gain: float | None = None  # non-inferiority margin as a share of the control's own gain
 
     def params(self) -> ClaimParams:
-        return ClaimParams(self.direction, self.alpha, self.min_effect, self.min_seeds, self.threshold)
+        return ClaimParams(
+            self.direction, self.alpha, self.min_effect, self.min_seeds, self.threshold, self.deterministic
+        )
 
 
 @dataclass(frozen=True)
@@ -259,6 +270,7 @@ class Targets:
     claims: tuple[Claim, ...]
     path: Path
     references: tuple[Reference, ...] = ()
+    no_mechanism_test: dict[str, str] = field(default_factory=dict)  # tier -> why it cannot test the mechanism
 
 
 @dataclass(frozen=True)
@@ -342,7 +354,10 @@ PROTOCOL_SPEC = {
         )
     },
 }
-SOURCE_SPEC = {k: OPT_STR for k in ("arxiv", "url", "table", "figure", "section", "note")}
+SOURCE_SPEC = {
+    **{k: OPT_STR for k in ("arxiv", "url", "table", "figure", "section", "note")},
+    "unverified": FieldSpec((bool,), required=False, default=False),
+}
 BASELINE_SPEC = {"name": FieldSpec((str,)), "value": FieldSpec(NUM)}
 TARGET_SPEC = {
     "id": FieldSpec((str,)),
@@ -380,6 +395,11 @@ CLAIM_SPEC = {
     "min_seeds": FieldSpec((int,), required=False, default=3),
     "threshold": FieldSpec((dict,), required=False),
     "control_metric": FieldSpec((dict,), required=False),
+    "kind": FieldSpec((str,), choices=CLAIM_KINDS),
+    "deterministic": FieldSpec((bool,), required=False, default=False),
+    "requires": FieldSpec((list,), required=False),
+    "paired_with": FieldSpec((str,), required=False),
+    "margin_of_control_gain": FieldSpec(NUM, required=False),
 }
 REFERENCE_SPEC = {
     "id": FieldSpec((str,)),
@@ -395,6 +415,7 @@ TARGETS_FILE_SPEC = {
     "targets": FieldSpec((list,)),
     "claims": FieldSpec((list,)),
     "references": FieldSpec((list,), required=False, default=[]),
+    "no_mechanism_test": FieldSpec((dict,), required=False),
 }
 ABLATION_ROW_SPEC = {
     "variant": FieldSpec((str,)),
@@ -450,7 +471,9 @@ def load_targets(path: str | os.PathLike[str], variants: list[str] | tuple[str, 
     _unique_ids([t.id for t in targets], where.key("targets"))
     _unique_ids([c.id for c in claims], where.key("claims"))
     _unique_ids([r.id for r in references], where.key("references"))
-    return Targets(top["paper"], targets, claims, path, references)
+    no_test = _no_mechanism_test(top.get("no_mechanism_test"), where.key("no_mechanism_test"))
+    _check_claim_links(claims, no_test, where)
+    return Targets(top["paper"], targets, claims, path, references, no_test)
 
 
 def load_paper_meta(paper_dir: str | os.PathLike[str]) -> PaperMeta:
@@ -539,6 +562,10 @@ def _source(raw: Any, where: Where) -> SourceRef:
     ref = SourceRef(**check_fields(raw, SOURCE_SPEC, where))
     if not (ref.arxiv or ref.url):
         raise TargetsError(f"{where}: name the source: `arxiv` (with version, e.g. 2503.14476v1) or `url`")
+    if ref.unverified:
+        if not ref.note:
+            raise TargetsError(f"{where}: an unverified number needs `note:` saying where it was seen")
+        return ref
     if not (ref.table or ref.figure or ref.section):
         raise TargetsError(f"{where}: say where in the source: `table`, `figure` or `section`")
     return ref
@@ -577,11 +604,14 @@ def _claim(raw: Any, where: Where, variants: list[str]) -> Claim:
         raise TargetsError(f"{where.key('threshold')}: only test max_equals takes a threshold")
     if not 0 < f["alpha"] < 1:
         raise TargetsError(f"{where.key('alpha')}: must lie in (0, 1), e.g. 0.05")
-    if f["test"] == "noninferiority_welch" and not f["min_effect"] > 0:
-        raise TargetsError(f"{where.key('min_effect')}: noninferiority_welch needs the margin as min_effect > 0")
     min_seeds_floor = 1 if is_threshold else 2
     if f["min_seeds"] < min_seeds_floor:
         raise TargetsError(f"{where.key('min_seeds')}: must be ≥ {min_seeds_floor} for test {f['test']}")
+    _check_kind(f, control, metric, where)
+    requires = f.get("requires")
+    if requires is not None:
+        requires = tuple(_string_list(requires, where.key("requires")))
+    margin_share = f.get("margin_of_control_gain")
     return Claim(
         id=f["id"],
         statement=f["statement"],
@@ -596,7 +626,94 @@ def _claim(raw: Any, where: Where, variants: list[str]) -> Claim:
         min_seeds=f["min_seeds"],
         threshold=threshold,
         control_metric=control_metric,
+        kind=f["kind"],
+        deterministic=f["deterministic"],
+        requires=requires,
+        paired_with=f.get("paired_with"),
+        margin_of_control_gain=None if margin_share is None else float(margin_share),
     )
+
+
+def _check_kind(f: dict[str, Any], control: str | None, metric: ClaimMetric, where: Where) -> None:
+    """A mechanism claim tests the method against a control variant that lacks it (its placebo needs one); a
+    non-inferiority margin is a share (< ½) of the control's own gain over the starting model."""
+    mechanism = f["kind"] == "mechanism"
+    if mechanism and control in (None, BASE_MODEL):
+        raise TargetsError(
+            f"{where.key('control')}: a mechanism claim needs a control variant that lacks the mechanism (its "
+            f"placebo is the control's values in the treatment's place); a comparison with `{BASE_MODEL}` or a "
+            "bare threshold is a `kind: premise` (training moves the policy, the task has headroom)"
+        )
+    if not mechanism:
+        for key in ("requires", "paired_with"):
+            if f.get(key) is not None:
+                raise TargetsError(f"{where.key(key)}: only a mechanism claim takes `{key}`; remove it")
+    share = f.get("margin_of_control_gain")
+    if f["test"] == "noninferiority_welch" and not mechanism:
+        raise TargetsError(
+            f"{where.key('test')}: a non-inferiority test passes its own placebo (the control is not worse than "
+            "itself), so alone it shows nothing; make it `kind: mechanism` with `paired_with:` a claim on the "
+            "mechanism's direct effect"
+        )
+    if f["test"] != "noninferiority_welch":
+        for key in ("margin_of_control_gain", "paired_with"):
+            if f.get(key) is not None:
+                raise TargetsError(f"{where.key(key)}: `{key}` belongs to test noninferiority_welch only")
+        return
+    if share is None:
+        raise TargetsError(
+            f"{where}: a non-inferiority claim states its margin as `margin_of_control_gain: f` (0 < f < 0.5): f × "
+            "the control's own gain over the starting model (eval.json − eval.json base)"
+        )
+    if share is not None:
+        if not 0 < share < 0.5:
+            raise TargetsError(
+                f"{where.key('margin_of_control_gain')}: must lie in (0, 0.5): the margin is smaller than half "
+                "of the control's own gain over the starting model"
+            )
+        if f["min_effect"] != 0:
+            raise TargetsError(f"{where.key('min_effect')}: the margin is `margin_of_control_gain`; remove min_effect")
+        if metric.file != "eval":
+            raise TargetsError(
+                f"{where.key('metric')}: the control's gain over the starting model is read from eval.json and its "
+                "`base` scores; a non-inferiority margin needs `file: eval`"
+            )
+    if mechanism and f.get("paired_with") is None:
+        raise TargetsError(
+            f"{where}: a non-inferiority mechanism claim shows nothing alone; name the discriminating claim on the "
+            "mechanism's direct effect it goes with: `paired_with: <claim id>`"
+        )
+
+
+def _check_claim_links(claims: tuple[Claim, ...], no_test: dict[str, str], where: Where) -> None:
+    """`requires` names premises, `paired_with` a mechanism claim that is not a non-inferiority one, and a file
+    without a mechanism claim says why (`no_mechanism_test`)."""
+    by_id = {c.id: c for c in claims}
+    premises = [c.id for c in claims if c.kind == "premise"]
+    for i, claim in enumerate(claims):
+        here = where.key("claims").index(i)
+        for name in claim.requires or ():
+            check_name(name, premises, "premise", here.key("requires"))
+        if claim.paired_with is not None:
+            partner = by_id.get(claim.paired_with)
+            mechanisms = [c.id for c in claims if c.kind == "mechanism" and c.test != "noninferiority_welch"]
+            if partner is None or partner.id not in mechanisms:
+                check_name(claim.paired_with, mechanisms, "mechanism claim", here.key("paired_with"))
+    if not any(c.kind == "mechanism" for c in claims) and not no_test:
+        raise TargetsError(
+            f"{where.key('claims')}: no claim has `kind: mechanism`; add one, or say per tier why the paper's mechanism cannot be "
+            'tested there: `no_mechanism_test: {smoke: "..."}`'
+        )
+
+
+def _no_mechanism_test(raw: dict[str, Any] | None, where: Where) -> dict[str, str]:
+    if raw is None:
+        return {}
+    for tier, why in raw.items():
+        check_name(str(tier), list(TIERS), "tier", where)
+        if not isinstance(why, str) or not why.strip():
+            raise TargetsError(f"{where.key(str(tier))}: say why the mechanism cannot be tested at this tier")
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 def _claim_metric(raw: Any, where: Where) -> ClaimMetric:
