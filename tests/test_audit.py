@@ -34,7 +34,7 @@ def compare_json(root: Path, pid: str, folder: str, claims: list[dict[str, Any]]
 
 
 def test_audit_rows_and_totals(tmp_path: Path) -> None:
-    for pid in ("alpha", "beta", "gamma"):
+    for pid in ("alpha", "beta", "gamma", "delta"):
         paper(tmp_path, pid)
     compare_json(tmp_path, "alpha", "smoke", [
         {"id": "works", "kind": "mechanism", "verdict": "reproduced", "placebo": placebo("inconclusive", False)},
@@ -42,6 +42,11 @@ def test_audit_rows_and_totals(tmp_path: Path) -> None:
          "placebo": placebo("reproduced", True)},
         {"id": "moves", "kind": "premise", "verdict": "holds", "placebo": placebo("inconclusive", False)},
     ])  # fmt: skip
+    compare_json(tmp_path, "delta", "smoke", [
+        {"id": "same", "kind": "mechanism", "verdict": "inconclusive", "placebo": placebo("inconclusive", False)},
+    ])  # fmt: skip
+    declared = tmp_path / "results" / "delta" / "smoke" / "compare.json"
+    declared.write_text(json.dumps({**json.loads(declared.read_text()), "mechanism": {"declared": True}}))
     older = compare_json(tmp_path, "beta", "smoke", [
         {"id": "old", "kind": "mechanism", "verdict": "reproduced", "placebo": placebo("not reproduced", False)},
     ])  # fmt: skip
@@ -58,10 +63,12 @@ def test_audit_rows_and_totals(tmp_path: Path) -> None:
         ("alpha", "moves"): ("smoke", "premise", "holds", "fails"),
         ("beta", "few"): ("small@mine-1a2b3c", "mechanism", "insufficient seeds", "insufficient seeds"),
         ("gamma", "—"): ("—", "—", "not run", "—"),
+        ("delta", "same"): ("smoke", "mechanism", "inconclusive", "fails"),
     }
-    assert totals == {"mechanism": 3, "discriminating": 1, "vacuous": 1, "papers_without_mechanism_test": 2}
+    # beta: its only claim has too few seeds; gamma: never run; delta: declared untestable at this tier
+    assert totals == {"mechanism": 4, "discriminating": 2, "vacuous": 1, "papers_without_mechanism_test": 3}
     assert render_audit(rows, totals).splitlines()[-1] == (
-        "claims mechanism=3 discriminating=1 vacuous=1 papers_without_mechanism_test=2"
+        "claims mechanism=4 discriminating=2 vacuous=1 papers_without_mechanism_test=3"
     )
     smoke_only, _ = audit(tmp_path, tier="smoke")
     assert [r.id for r in smoke_only if r.paper == "beta"] == ["old"]

@@ -133,4 +133,9 @@ def test_summary_names_papers_without_a_mechanism_test(tmp_path: Path) -> None:
     got = rows(tmp_path, [moves], runs({"method": METHOD}), no_mechanism_test={"smoke": "no headroom"})
     summary = mechanism_summary(list(got.values()), "no headroom")
     assert summary["mechanism"] == 0 and summary["no_mechanism_test"] == "no headroom"
-    assert summary["premises"] == {"moves": "holds"}
+    assert summary["premises"] == {"moves": "holds"} and summary["declared"]
+    # a tier declared untestable stays so even where a mechanism claim's placebo fails (robust DPO at β = 0.01)
+    lift = rows(tmp_path, [LIFT], runs({"method": METHOD, "control": CONTROL}))
+    declared = mechanism_summary(list(lift.values()), "rDPO equals DPO here")
+    assert declared["discriminating"] == 1 and declared["no_mechanism_test"] == "rDPO equals DPO here"
+    assert mechanism_summary(list(lift.values()), None)["no_mechanism_test"] is None

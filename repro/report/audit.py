@@ -4,8 +4,8 @@ placebo verdict, and one closing line that says how many mechanism claims discri
     claims mechanism=<n> discriminating=<m> vacuous=<k> papers_without_mechanism_test=<j>
 
 vacuous: mechanism claims whose placebo passes (the control in the treatment's place "reproduces" too);
-papers_without_mechanism_test: papers with no discriminating mechanism claim at the tier read, those never run
-included.
+papers_without_mechanism_test: papers with no discriminating mechanism claim at the tier read, or whose targets.yaml
+declares the tier cannot test the mechanism (`no_mechanism_test`), and papers never run.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def audit(root: Path, tier: str | None = None, recompute: bool = False) -> tuple
         totals["mechanism"] += len(mechanism)
         totals["discriminating"] += sum(discriminates(c) for c in mechanism)
         totals["vacuous"] += sum(vacuous(c) for c in mechanism)
-        totals["papers_without_mechanism_test"] += not any(discriminates(c) for c in mechanism)
+        declared = (result.get("mechanism") or {}).get("declared")  # targets.yaml: no mechanism test at this tier
+        totals["papers_without_mechanism_test"] += bool(declared) or not any(discriminates(c) for c in mechanism)
     return rows, totals
 
 

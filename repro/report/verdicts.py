@@ -287,5 +287,7 @@ def mechanism_summary(claims: Sequence[dict[str, Any]], no_mechanism_test: str |
         "discriminating": len(discriminating),
         "vacuous": sum(vacuous(c) for c in mechanism),
         "premises": {c["id"]: c.get("verdict") for c in claims if c.get("kind") == "premise"},
-        "no_mechanism_test": no_mechanism_test if not discriminating else None,
+        "declared": no_mechanism_test is not None,
+        # declared in targets.yaml for this tier, or none of its mechanism claims discriminates
+        "no_mechanism_test": no_mechanism_test or (None if discriminating else "no discriminating mechanism claim"),
     }
