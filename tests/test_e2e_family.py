@@ -14,10 +14,11 @@ import yaml
 from test_e2e_dapo import copy_project, snakemake  # tests/ is on sys.path under pytest
 
 from repro import workflow as wf
+from repro.report.verdicts import MECHANISM_VERDICTS, PREMISE_VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["max_steps=8", "seeds=1"]
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "insufficient seeds")
+VERDICTS = tuple(dict.fromkeys(MECHANISM_VERDICTS + PREMISE_VERDICTS))  # a mechanism claim's words, a premise's
 # CI runs one folder per trainer kind and per prepared base (and the report sections only some folders have:
 # unpaired pairs, a scaling fit, five benchmark suites, a vision-language policy, gradient variance); the others
 # carry the `catalog` mark: `pytest -m slow` runs them all, as does `snakemake nightly` (every folder, every night).
