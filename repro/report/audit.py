@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.io import read_json
+from repro.overrides import tier_of
 from repro.report.targets import TIERS, load_paper_meta
 from repro.report.verdicts import discriminates, vacuous
 
@@ -34,7 +35,7 @@ def latest_compare(root: Path, paper: str, tier: str | None = None) -> Path | No
     found = [
         p
         for p in (root / "results" / paper).glob("*/compare.json")
-        if (p.parent.name.split("@")[0] in TIERS) and (tier is None or p.parent.name.split("@")[0] == tier)
+        if tier_of(p.parent.name) in TIERS and tier in (None, tier_of(p.parent.name))
     ]
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 

@@ -59,11 +59,12 @@ def _summarise(result: dict[str, Any], root: Path, paper: str, code_now: dict[st
     claims = result.get("claims") or []
     mechanism = [c for c in claims if c.get("kind", "mechanism") == "mechanism"]
     why_none = (result.get("mechanism") or {}).get("no_mechanism_test")
+    discriminating = sum(discriminates(c) for c in mechanism)
     return {
         "claims": dict(Counter(c.get("verdict", "?") for c in mechanism)),
         "premises": dict(Counter(c.get("verdict", "?") for c in claims if c.get("kind") == "premise")),
-        "discriminating": sum(discriminates(c) for c in mechanism),
-        "mechanism_test": why_none or (None if any(discriminates(c) for c in mechanism) else NO_MECHANISM_TEST),
+        "discriminating": discriminating,
+        "mechanism_test": why_none or (None if discriminating else NO_MECHANISM_TEST),
         "targets": dict(Counter(t.get("status", "?") for t in result.get("targets") or [])),
         "n_runs": len(runs),
         "last_run": max((s for s in stamps if s), default=None),

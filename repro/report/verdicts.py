@@ -24,21 +24,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.report.claims import REDUCERS, TESTS, ClaimOutcome, ClaimParams
+from repro.report.claims import REDUCERS, TESTS, VERDICTS, ClaimOutcome, ClaimParams
 from repro.report.targets import BASE_MODEL, Claim, ClaimMetric, Targets
 
 PASSED = "reproduced"  # what a test returns when its claim passes
 DOES_NOT_DISCRIMINATE = "does not discriminate"
 NOT_TESTABLE = "not testable"
 PREMISE_WORDS = {"reproduced": "holds", "not reproduced": "fails"}  # a premise's verdicts; the rest read alike
-MECHANISM_VERDICTS = (
-    "reproduced",
-    "not reproduced",
-    "inconclusive",
-    "insufficient seeds",
-    DOES_NOT_DISCRIMINATE,
-    NOT_TESTABLE,
-)
+MECHANISM_VERDICTS = (*VERDICTS, DOES_NOT_DISCRIMINATE, NOT_TESTABLE)  # a test's verdicts, then the claim's
 PREMISE_VERDICTS = ("holds", "fails", "inconclusive", "insufficient seeds", DOES_NOT_DISCRIMINATE)
 
 
@@ -144,7 +137,7 @@ def claim_row(claim: Claim, runs: Mapping[str, Sequence[Any]]) -> dict[str, Any]
     """One claim's test, placebo and verdict in its kind's words (before gating by premises)."""
     treatment = seed_values(runs[claim.treatment], claim.metric)
     control = _control_values(claim, runs)
-    params, margin_note = _params(claim, runs)
+    params, margin_note = _params(claim, runs, control)
     outcome = _test(claim, treatment.by_seed, control, params)
     placebo = _placebo(claim, control, params)
     invalid = {f"{claim.treatment}/seed{s}": why for s, why in sorted(treatment.invalid.items())}
@@ -232,16 +225,15 @@ def _placebo(claim: Claim, control: SeedValues | None, params: ClaimParams) -> d
     }
 
 
-def _params(claim: Claim, runs: Mapping[str, Sequence[Any]]) -> tuple[ClaimParams, str]:
+def _params(claim: Claim, runs: Mapping[str, Sequence[Any]], control: SeedValues | None) -> tuple[ClaimParams, str]:
     """The claim's test parameters; a non-inferiority margin stated as a share of the control's own gain over the
     starting model becomes an absolute margin here (0 when there is no gain to take a share of)."""
     params = claim.params()
     share = claim.margin_of_control_gain
-    if share is None or claim.control in (None, BASE_MODEL):
+    if share is None or control is None or claim.control == BASE_MODEL:
         return params, ""
-    control_runs = runs[claim.control]
-    trained = seed_values(control_runs, claim.control_metric or claim.metric).by_seed
-    start = seed_values(control_runs, claim.metric, base=True).by_seed
+    trained = control.by_seed  # the control's trained scores, as the test reads them
+    start = seed_values(runs[claim.control], claim.metric, base=True).by_seed
     shared = sorted(set(trained) & set(start))
     if not shared:
         return dataclasses.replace(params, min_effect=0.0), (
