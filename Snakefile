@@ -22,7 +22,7 @@ TIER = config.get("tier", "smoke")
 OVERRIDES = Overrides.parse(config.get("model"), config.get("data_dir"), config.get("set"))
 LABEL = OVERRIDES.label(TIER)  # the results folder of this invocation's runs: the tier, or <tier>@<name>-<hash>
 OVERRIDE_ARGS = shlex.join(OVERRIDES.cli_args())
-SEEDS_OVERRIDE = config.get("seeds")  # --config seeds=N runs the first N seeds of the tier
+SEEDS_OVERRIDE = config.get("seeds")  # --config seeds=N runs the first N seeds of each variant
 MAX_STEPS = config.get("max_steps")  # --config max_steps=N shortens every run (CI)
 PYTHON = config.get("python", "python")
 
@@ -59,13 +59,7 @@ def nightly_runs():
 
 
 def eval_files(wildcards):
-    return expand(
-        "results/{paper}/{tier}/{variant}/seed{seed}/eval.json",
-        paper=wildcards.paper,
-        tier=wildcards.tier,
-        variant=wf.variants(wildcards.paper),
-        seed=wf.seeds(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=OVERRIDES),
-    )
+    return wf.eval_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=OVERRIDES)  # each variant's seeds
 
 
 def bench_files(wildcards):

@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         default=None,
-        help="JSON Lines files with problem/answer rows to train the tokenizer on (repeatable; default: the local "
-        "GSM8K and MATH training copies)",
+        help="JSON Lines files with problem/answer rows to train the tokenizer on (repeatable; default: the GSM8K "
+        "and MATH-500 copies shipped in data/math)",
     )
     s.add_argument("--sft-steps", type=int, default=None, help="steps teaching it to end its turns (0: random init)")
     s.add_argument("--layers", type=int, default=None, help="decoder layers (e.g. a deeper distillation teacher)")

@@ -25,6 +25,7 @@ import yaml
 from repro.io import read_yaml
 from repro.losses.presets import AXIS_NAMES, LossAxes
 from repro.overrides import Overrides
+from repro.relevance import check_relevant
 from repro.schema import ConfigError, check_at_least, check_call_params, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
@@ -191,7 +192,7 @@ class EvalConfig:
     # top_k, max_tokens, limit, seed). The DAG adds the benchmarks targets name; one not listed here runs
     # its default protocol, or at smoke tier its `smoke` block (runs.benchmark_overrides).
     benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    data_dir: str | None = None  # local benchmark JSONL directory (../shared/data/math); None: the hub
+    data_dir: str | None = None  # local benchmark JSONL directory (the shipped data/math); None: the hub
     backend: str = "auto"  # lm-eval model backend: auto (vLLM on GPU when installed, else HF), hf, vllm
     batch_size: int = 64
 
@@ -237,16 +238,69 @@ TRL_CORRECTION_FLAG = "vllm_importance_sampling_correction"
 TRL_DEFAULT_CORRECTION = "sequence_mask"
 # TRL's use_vllm: true picks the vLLM rollout backend (repro/rollout/vllm.py); a tier overlay may swap it.
 TRL_VLLM_FLAG = "use_vllm"
-# TRL fields that have no effect on this trainer; accepted so a pasted config loads, with the reason.
-TRL_IGNORED: dict[str, str] = {
-    "bf16": "set model.dtype instead",
-    "fp16": "set model.dtype instead",
-    "use_cpu": "the device is chosen by the machine",
-    "report_to": "metrics always go to metrics.jsonl",
-    "logging_steps": "every optimizer step is logged",
-    "output_dir": "the DAG chooses the run directory",
-    "save_strategy": "use save_steps",
+# TRL fields whose only value that means anything here is the harness's own behaviour: that value is accepted (a
+# pasted config loads), any other is refused with what to do instead, never recorded and ignored.
+TRL_FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "bf16": (
+        (False,),
+        "TRL's bf16 is mixed-precision autocast, not done here; set model.dtype: bfloat16 for bf16 weights",
+    ),
+    "fp16": (
+        (False,),
+        "TRL's fp16 is mixed-precision autocast, not done here; set model.dtype: float16 for fp16 weights",
+    ),
+    "use_cpu": ((False,), "the device is the machine's (a GPU when there is one); remove it"),
+    "report_to": (("none", (), ("none",)), "metrics go to the run's metrics.jsonl; remove it or set none"),
+    "logging_steps": ((1,), "every optimizer step is logged; remove it or set 1"),
+    "save_strategy": (("steps",), "checkpoints follow train.save_steps; remove it or set steps"),
+    "output_dir": ((), "the DAG chooses the run directory (results/<paper>/<tier>/<variant>/seed<n>); remove it"),
 }
+
+
+def check_trl_names(raw: dict[str, Any], kind: str, train_cls: type, where: str) -> None:
+    """A TRL name in `train:` that this kind does not implement is refused as such (with what to do instead), not
+    answered with a did-you-mean to another setting; a TRL loss_type the harness lacks likewise."""
+    from repro.trl_vocabulary import CONFIG_FIELDS, HINTS, LOSS_TYPES, TRAINING_ARGUMENTS, TRL_VERSION
+
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return
+    own = {f.name for f in dataclasses.fields(train_cls)}
+    for key in train:
+        if key in own:
+            continue
+        hint = HINTS.get(key, "remove it")
+        if key in CONFIG_FIELDS.get(kind, ()) or key in TRAINING_ARGUMENTS:
+            raise ConfigError(
+                f"{where}: train.{key}: a TRL {TRL_VERSION} setting that is not implemented in this harness; {hint}"
+            )
+        for other, names in CONFIG_FIELDS.items():
+            if key in names:
+                raise ConfigError(
+                    f"{where}: train.{key}: TRL's name for a {other} setting; it means nothing to a {kind} run "
+                    f"(this config's trainer kind); remove it"
+                )
+    loss = train.get("loss_type")
+    names = [loss] if isinstance(loss, str) else loss if isinstance(loss, list) else []
+    ours = {f.name: f for f in dataclasses.fields(train_cls)}
+    for name in names:
+        if isinstance(name, str) and name in LOSS_TYPES.get(kind, ()) and not _implemented_loss(kind, name, ours):
+            raise ConfigError(
+                f"{where}: train.loss_type: {name!r} is a TRL {TRL_VERSION} loss that is not implemented in this "
+                f"harness; see `python -m repro list` for the loss types it has"
+            )
+
+
+def _implemented_loss(kind: str, name: str, fields: dict[str, Any]) -> bool:
+    if kind == ONLINE_RL:
+        from repro.losses.presets import PRESETS
+
+        return name in PRESETS
+    if kind == "preference":
+        from repro.losses.preference import PREFERENCE_LOSSES
+
+        return name in PREFERENCE_LOSSES
+    return True  # a Literal loss_type: from_dict lists the implemented ones
 
 
 # ----------------------------------------------------------------------------- layers
@@ -262,9 +316,8 @@ def read_layer(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
-    bases = data.pop("base", None)
     merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases or []:
+    for base in base_names(data.pop("base", None), path):
         merged = deep_merge(merged, read_layer(path.parent / base, (*seen, path)))
     return deep_merge(merged, _apply_trl_aliases(data, path))
 
@@ -272,11 +325,23 @@ def read_layer(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 def layer_files(path: Path) -> list[Path]:
     """The file and every file in its `base:` chain (what a DAG job depends on)."""
     data = read_yaml(path) or {}
-    bases = data.get("base") if isinstance(data, dict) else None
     files: list[Path] = []
-    for base in [bases] if isinstance(bases, str) else bases or []:
+    for base in base_names(data.get("base") if isinstance(data, dict) else None, path):
         files += layer_files(path.parent / base)
     return [*files, path]
+
+
+def base_names(bases: Any, path: Path) -> list[str]:
+    """A layer's `base:` as a list of file names (one name or a list of them, relative to the layer's folder)."""
+    names = [bases] if isinstance(bases, str) else bases
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(
+            f"{path}: base: is {bases!r}; it must name the YAML file(s) this one overlays, e.g. `base: ../smoke.yaml` "
+            "or a list of such names"
+        )
+    return names
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -311,8 +376,11 @@ def _apply_trl_aliases(data: dict[str, Any], path: Path) -> dict[str, Any]:
             data["train"].setdefault("rollout_correction", TRL_DEFAULT_CORRECTION)
     if data["train"].pop(TRL_VLLM_FLAG, False):  # use_vllm: false keeps the configured backend
         data["train"].setdefault("rollout_backend", "vllm")
-    for name in TRL_IGNORED:
-        data["train"].pop(name, None)
+    for name, (accepted, instead) in TRL_FIXED.items():
+        if name in data["train"]:
+            value = data["train"].pop(name)
+            if (tuple(value) if isinstance(value, list) else value) not in accepted:
+                raise ConfigError(f"{path}: train.{name}: is {value!r}; {instead}")
     return data
 
 
@@ -391,9 +459,11 @@ def resolve(raw: dict[str, Any], where: str) -> Any:
         if spec not in (None, False) and not isinstance(spec, dict):
             raise ConfigError(f"{where}: rewards.{name} must be a mapping like {{weight: 1.0}}, got {spec!r}")
     raw["rewards"] = {name: dict(spec) for name, spec in rewards.items() if spec not in (None, False)}
+    check_trl_names(raw, ONLINE_RL, TrainConfig, where)
     cfg = from_dict(RunConfig, raw, where)
     cfg = dataclasses.replace(cfg, train=_expand_axes(cfg.train, where))
     _check(cfg, where)
+    check_relevant(raw, cfg, ONLINE_RL, where)
     return cfg
 
 
@@ -613,7 +683,7 @@ def _check_benchmarks(ev: EvalConfig, where: str) -> None:
         ]
         if missing:
             raise ConfigError(
-                f"{where}: eval.data_dir {local} lacks {', '.join(missing)} (see ../shared/data/SOURCES.md)"
+                f"{where}: eval.data_dir {local} lacks {', '.join(missing)} (the shipped copies: data/math, data/SOURCES.md)"
             )
 
 

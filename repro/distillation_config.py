@@ -24,7 +24,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from repro.config import ModelConfig, ResourcesConfig, check_prompt_limit
+from repro.config import ModelConfig, ResourcesConfig, check_prompt_limit, check_trl_names
+from repro.relevance import check_relevant
 from repro.schema import ConfigError, check_at_least, from_dict
 
 SYNTHETIC = "synthetic:"
@@ -138,6 +139,7 @@ def resolve_distillation(raw: dict[str, Any], where: str) -> DistillationRunConf
     for name in TRL_DISTILLATION_IGNORED:
         train.pop(name, None)
     raw["train"] = train
+    check_trl_names(raw, "distillation", DistillationTrainConfig, where)
     cfg = from_dict(DistillationRunConfig, raw, where)
     t = cfg.train
     if t.gold and t.loss_temperature is not None and t.loss_temperature != t.temperature:
@@ -148,6 +150,7 @@ def resolve_distillation(raw: dict[str, Any], where: str) -> DistillationRunConf
     if t.loss_temperature is None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, loss_temperature=t.temperature if t.gold else 1.0))
     _check(cfg, where)
+    check_relevant(raw, cfg, "distillation", where)
     return cfg
 
 

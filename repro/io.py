@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from repro.schema import ConfigError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -54,7 +56,47 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
 
 @functools.lru_cache(maxsize=1024)
 def _parsed_yaml(path: str, mtime_ns: int, size: int) -> Any:
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return parse_yaml(Path(path).read_text(encoding="utf-8"), path)
+
+
+class YamlFileError(ConfigError, yaml.YAMLError):
+    """A YAML file that does not parse, or maps a key twice: the message names the file, line and column."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last one
+    silently: a config whose second `beta:` wins is not what its author read)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if isinstance(key, list | dict):
+                continue  # an unhashable key: PyYAML's own error says so below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str = "<text>") -> Any:
+    """`text` parsed by the strict safe loader; a YamlFileError naming `source`, the line and the fix otherwise."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (_StrictLoader is a SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(err, "problem", None) or str(err)
+        if "could not determine a constructor" in str(err):
+            problem = f"{problem.strip()}: only plain YAML (mappings, lists, strings, numbers, true/false) is read here"
+        if "appears twice" in problem:
+            raise YamlFileError(f"{where}: {problem}; keep one of them") from None
+        raise YamlFileError(f"{where}: not valid YAML: {problem}") from None
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from repro.io import read_json, read_jsonl_tolerant, write_json
+from repro.io import read_json, read_jsonl_tolerant, read_yaml, write_json
 
 NIGHTLY_CONFIG = Path("configs/nightly.yaml")
 BASELINE_DIR = Path("results/baselines")
@@ -47,7 +46,7 @@ class NightlySettings:
 
 
 def load_settings(path: Path = NIGHTLY_CONFIG) -> NightlySettings:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = read_yaml(path)
     try:
         settings = NightlySettings(**raw)
     except TypeError as err:

@@ -4,8 +4,10 @@
     python -m repro train --paper dapo --tier small --variant dapo --model ~/ckpt/my-qwen --set eval.k=4 --out run/
 
 - `model`: replaces `model.name_or_path` (a local folder or a hub id).
-- `data_dir`: every local data path the config names under the shipped data root (`../shared/data/...`) is looked
-  up in that folder instead: at the same relative path (`math/gsm8k.jsonl`), else by its file name alone.
+- `data_dir`: the folder of your data. Tier configs name the training sets too large to ship as `<data_dir>/...`
+  (data/SOURCES.md), which only this fills in: each is looked up in the folder at the same relative path
+  (`math/math_train.jsonl`), else by its file name alone. The evaluation sets shipped in the repository
+  (`data/math/...`) stay as they are (`--set eval.prompts=<file>` names another).
 - `set`: dotted keys with YAML values (`train.learning_rate=2e-6`), applied last, then validated exactly like
   the YAML files (unknown keys get a did-you-mean, TRL names map as in a file).
 
@@ -27,7 +29,9 @@ import yaml
 
 from repro.schema import ConfigError
 
-SHIPPED_DATA_ROOT = "../shared/data"  # where tier configs point for the local data copies (data/SOURCES.md)
+# How tier configs name the data files the user supplies (data/SOURCES.md): a placeholder, not a path, so nothing
+# outside the repository is read unless `data_dir=` names a folder. The shipped copies are under data/.
+USER_DATA_ROOT = "<data_dir>"
 LABEL_SEPARATOR = "@"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -146,9 +150,9 @@ def _nest(key: str, value: Any, where: str) -> dict[str, Any]:
 
 
 def rebase_data_paths(merged: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Every string under the shipped data root, re-pointed into `folder` (same relative path if it exists
-    there, else the file name alone in `folder`; a path found in neither is kept at the relative form, so the
-    check that the file exists names it)."""
+    """Every `<data_dir>/...` string of the config re-pointed into `folder`: the same relative path if it exists
+    there, else the file name alone in `folder`; found in neither, the first, so the check that the file exists
+    names it."""
     if not folder.is_dir():
         raise ConfigError(f"data_dir {str(folder)!r}: no such folder; point it at the folder that holds your data")
 
@@ -159,17 +163,21 @@ def rebase_data_paths(merged: dict[str, Any], folder: Path) -> dict[str, Any]:
             return [rebase(v) for v in value]
         if not isinstance(value, str) or not _under_root(value):
             return value
-        relative = Path(value).relative_to(SHIPPED_DATA_ROOT) if value != SHIPPED_DATA_ROOT else Path(".")
+        relative = Path(value).relative_to(USER_DATA_ROOT) if value != USER_DATA_ROOT else Path(".")
         # a file: the same relative path, else its name alone; a folder (no suffix): the same path, else `folder`
         candidates = [folder / relative, folder / relative.name if relative.suffix else folder]
-        chosen = next((c for c in candidates if c.exists()), candidates[0])
-        return str(chosen)
+        return str(next((c for c in candidates if c.exists()), candidates[0]))
 
     return rebase(merged)
 
 
 def _under_root(value: str) -> bool:
-    return value == SHIPPED_DATA_ROOT or value.startswith(SHIPPED_DATA_ROOT + "/")
+    return value == USER_DATA_ROOT or value.startswith(USER_DATA_ROOT + "/")
+
+
+def unresolved_user_data(value: str) -> str | None:
+    """The path under `<data_dir>/` a config string still names (no `data_dir=` was given), else None."""
+    return (value.removeprefix(USER_DATA_ROOT).lstrip("/") or ".") if _under_root(value) else None
 
 
 def tier_of(label: str) -> str:

@@ -13,7 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from repro.config import ModelConfig, ResourcesConfig
+from repro.config import ModelConfig, ResourcesConfig, check_trl_names
+from repro.relevance import check_relevant
 from repro.schema import ConfigError, check_at_least, from_dict
 
 # exo_pair's log ε term needs ε > 0 and TRL 1.16 refuses the seed's exo_pair config without it. We default to
@@ -48,7 +49,13 @@ class PreferenceTrainConfig:
 
     max_steps: int
     learning_rate: float
-    loss_type: str = "sigmoid"  # a name in repro/losses/preference.py PREFERENCE_LOSSES, or bco_unpaired
+    # a name in repro/losses/preference.py PREFERENCE_LOSSES, or bco_unpaired; or a list of names whose losses are
+    # summed with loss_weights (TRL's MPO: [sigmoid, bco_pair, sft]); a one-name list is that name
+    loss_type: str | list[str] = "sigmoid"
+    loss_weights: list[float] | None = None  # one per loss_type entry; None: 1 each (TRL)
+    # CPOConfig's weight of the chosen completions' NLL added to the loss (loss_type simpo: TRL's default 1.0;
+    # alphapo: 0, which CPOConfig imposes). None: that default; the resolved config writes it.
+    cpo_alpha: float | None = None
     beta: float = 0.1
     label_smoothing: float | None = None  # None: 0, except exo_pair (EXO_DEFAULT_LABEL_SMOOTHING)
     discopop_tau: float = 0.05
@@ -73,6 +80,17 @@ class PreferenceTrainConfig:
     @property
     def batch_size(self) -> int:
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+    @property
+    def loss_names(self) -> list[str]:
+        return list(self.loss_type) if isinstance(self.loss_type, list) else [self.loss_type]
+
+    @property
+    def loss_terms(self) -> list[tuple[str, float]]:
+        """(loss name, weight) of every term of the objective, CPO's NLL term included (losses.combined_loss)."""
+        weights = self.loss_weights or [1.0] * len(self.loss_names)
+        terms = list(zip(self.loss_names, weights, strict=True))
+        return terms + ([("sft", self.cpo_alpha)] if self.cpo_alpha else [])
 
 
 @dataclass(frozen=True)
@@ -108,19 +126,52 @@ class PreferenceRunConfig:
 
 
 UNPAIRED_LOSSES = ("bco_unpaired",)  # trained on thumbs up/down rows (data.format: unpaired)
+# CPOConfig's cpo_alpha: 1.0 by default (simpo), 0 imposed for alphapo (CPOConfig.__post_init__); DPO losses have none
+CPO_ALPHA_DEFAULT = {"simpo": 1.0, "alphapo": 0.0}
 
 
 def resolve_preference(raw: dict[str, Any], where: str) -> PreferenceRunConfig:
     raw = dict(raw)
     if raw.pop("rewards", None):
         raise ConfigError(f"{where}: rewards: a preference run learns from labelled pairs; remove the rewards section")
+    check_trl_names(raw, "preference", PreferenceTrainConfig, where)
     cfg = from_dict(PreferenceRunConfig, raw, where)
     t = cfg.train
+    if isinstance(t.loss_type, list) and len(t.loss_type) == 1 and t.loss_weights is None:
+        t = dataclasses.replace(t, loss_type=t.loss_type[0])  # TRL's own default form, [sigmoid], is sigmoid
     if t.label_smoothing is None:
-        eps = EXO_DEFAULT_LABEL_SMOOTHING if t.loss_type == "exo_pair" else 0.0
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, label_smoothing=eps))
+        t = dataclasses.replace(t, label_smoothing=EXO_DEFAULT_LABEL_SMOOTHING if "exo_pair" in t.loss_names else 0.0)
+    if t.cpo_alpha is None:
+        t = dataclasses.replace(
+            t, cpo_alpha=CPO_ALPHA_DEFAULT.get(t.loss_type, 0.0) if isinstance(t.loss_type, str) else 0.0
+        )
+    cfg = dataclasses.replace(cfg, train=t)
     _check(cfg, where)
+    check_relevant(raw, cfg, "preference", where)
     return cfg
+
+
+def _check_loss_list(t: PreferenceTrainConfig, fail: Any) -> None:
+    """A loss list (TRL's MPO form) with its weights, and CPO's cpo_alpha where TRL has it."""
+    names = t.loss_names
+    if isinstance(t.loss_type, list):
+        if not names or len(set(names)) != len(names):
+            fail("train.loss_type", f"is {t.loss_type!r}; a list names each loss once (e.g. [sigmoid, bco_pair, sft])")
+        if set(names) & set(UNPAIRED_LOSSES):
+            fail("train.loss_type", "bco_unpaired trains on unpaired rows; it cannot be combined with pair losses")
+    if t.loss_weights is not None and len(t.loss_weights) != len(names):
+        fail(
+            "train.loss_weights",
+            f"has {len(t.loss_weights)} weights for {len(names)} loss types; give one per loss_type",
+        )
+    if t.cpo_alpha and not (isinstance(t.loss_type, str) and t.loss_type == "simpo"):
+        why = (
+            "TRL's CPOConfig sets it to 0 for loss_type alphapo; use loss_type simpo (with alpha) for the NLL term"
+            if t.loss_type == "alphapo"
+            else "it is CPOConfig's (loss_type simpo); for a DPO loss add the NLL as a loss: loss_type: [<loss>, sft] "
+            "with loss_weights"
+        )
+        fail("train.cpo_alpha", f"is {t.cpo_alpha}; {why}")
 
 
 def _check(cfg: PreferenceRunConfig, where: str) -> None:
@@ -132,11 +183,13 @@ def _check(cfg: PreferenceRunConfig, where: str) -> None:
     def fail(key: str, message: str) -> None:
         raise ConfigError(f"{where}: {key}: {message}")
 
-    if t.loss_type not in PREFERENCE_LOSSES and t.loss_type not in UNPAIRED_LOSSES:
-        fail(
-            "train.loss_type",
-            unknown_name_message("preference loss_type", t.loss_type, [*PREFERENCE_LOSSES, *UNPAIRED_LOSSES]),
-        )
+    for name in t.loss_names:
+        if name not in PREFERENCE_LOSSES and name not in UNPAIRED_LOSSES:
+            fail(
+                "train.loss_type",
+                unknown_name_message("preference loss_type", name, [*PREFERENCE_LOSSES, *UNPAIRED_LOSSES]),
+            )
+    _check_loss_list(t, fail)
     unpaired = t.loss_type in UNPAIRED_LOSSES
     if unpaired != (d.format == "unpaired"):
         need = "unpaired" if unpaired else "paired"
@@ -145,9 +198,9 @@ def _check(cfg: PreferenceRunConfig, where: str) -> None:
             f"is {d.format!r} but loss_type {t.loss_type!r} trains on {need} data; set data.format: {need}",
         )
     eps = t.label_smoothing or 0.0
-    if t.loss_type == "exo_pair" and not 0.0 < eps < 1.0:
+    if "exo_pair" in t.loss_names and not 0.0 < eps < 1.0:
         fail("train.label_smoothing", f"is {eps}; exo_pair needs 0 < ε < 1 (log ε term; EXO uses 1e-3)")
-    if t.loss_type == "robust" and not 0.0 <= eps < 0.5:
+    if "robust" in t.loss_names and not 0.0 <= eps < 0.5:
         fail("train.label_smoothing", f"is {eps}; robust DPO's flip rate ε must be in [0, 0.5)")
     if not 0.0 <= eps < 1.0:
         fail("train.label_smoothing", f"is {eps}; it must be in [0, 1)")

@@ -37,17 +37,26 @@ def check_papers(papers: list[str], tier: str, overrides: Any = None, sources: b
     """Check every variant of each paper at `tier` (`sources`: its models and data too, else the configs alone);
     the lines to print. Raises ConfigError on the first problem."""
     from repro import workflow
-    from repro.config import load_paper_config
+    from repro.config import load_paper_config, merged_paper_config
+    from repro.trl_vocabulary import differing_defaults
 
     lines = []
     checked_models: dict[str, list[str]] = {}
     for paper in papers:
         check_folder(Path("papers") / paper)
+        differing: dict[str, list[str]] = {}  # line -> variants that leave that key at our default
         for variant in workflow.variants(paper):
             cfg = load_paper_config(Path("papers") / paper, tier, variant, overrides)
             where = f"{paper} tier={tier} variant={variant}"
             notes = check_sources(cfg, where, checked_models) if sources else []
             lines.append(f"ok {where}" + (f" ({'; '.join(notes)})" if notes else ""))
+            given = merged_paper_config(Path("papers") / paper, tier, variant, overrides).get("train") or {}
+            for line in differing_defaults(cfg, given):
+                differing.setdefault(line, []).append(variant)
+        every = len(workflow.variants(paper))
+        for line, where_unset in differing.items():
+            scope = "" if len(where_unset) == every else f" [{', '.join(where_unset)}]"
+            lines.append(f"note {paper}: unset, so this harness's default (TRL's differs):{scope} {line}")
     return lines
 
 
@@ -55,6 +64,7 @@ def check_folder(paper_dir: Path) -> None:
     """A paper folder's own files agree: paper.yaml and targets.yaml validate and name the folder (a copied folder
     keeps the original's ids until renamed), and every variant file is listed in paper.yaml or is the `base:` of
     one that is (the DAG and check run only listed variants: an unlisted file would be ignored without a word)."""
+    from repro.config import base_names
     from repro.io import read_yaml
     from repro.report.targets import TargetsError, load_paper_meta, load_targets
 
@@ -76,7 +86,7 @@ def check_folder(paper_dir: Path) -> None:
     for variant in listed:
         data = read_yaml(folder / f"{variant}.yaml") if (folder / f"{variant}.yaml").is_file() else {}
         chain = data.get("base") if isinstance(data, dict) else None
-        bases |= {Path(b).stem for b in ([chain] if isinstance(chain, str) else chain or [])}
+        bases |= {Path(b).stem for b in base_names(chain, folder / f"{variant}.yaml")}
     unlisted = sorted(f.stem for f in folder.glob("*.yaml") if f.stem not in listed | bases)
     if unlisted:
         raise ConfigError(
@@ -100,6 +110,14 @@ def check_sources(cfg: Any, where: str, seen: dict[str, list[str]] | None = None
         if cache_key not in seen:
             seen[cache_key] = _check_model(cfg, key, str(name), where, policy)
         notes += seen[cache_key]
+    if _get(cfg, "train.rollout_backend") == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                f"{where}: train.use_vllm / train.rollout_backend: vllm is not installed here (pip install vllm, on a "
+                "machine with a GPU); set train.use_vllm: false (or rollout_backend: hf) to sample with transformers"
+            )
     for key in DATA_KEYS:
         source = _get(cfg, key)
         if isinstance(source, str) and source:
@@ -170,6 +188,13 @@ def _check_model_config(cfg: Any, key: str, name: str, path: str, where: str) ->
             "tied one, casting the embeddings' output back: not done here); set train.cast_lm_head_to_fp32: false, "
             "model.dtype: float32, or use a checkpoint with an untied head"
         )
+    papo = [k for k in ("perception_loss_weight", "der_loss_weight1", "der_loss_weight2") if _get(cfg, f"train.{k}")]
+    if papo and getattr(config, "vision_config", None) is None:
+        raise ConfigError(
+            f"{where}: train.{papo[0]}: PAPO's losses need a vision-language policy whose prompts carry images, and "
+            f"{name!r} is a text model (its config.json has no vision_config); set {', '.join(papo)} to 0 or use a "
+            "vision-language checkpoint (e.g. prepared:smoke_vl with data synthetic:count_colour)"
+        )
     context = getattr(text, "max_position_embeddings", None)
     prompt, completion = _get(cfg, "data.max_prompt_length"), _get(cfg, "train.max_completion_length")
     if context and prompt and completion and prompt + completion > context:
@@ -236,20 +261,23 @@ def _check_data(cfg: Any, key: str, source: str, where: str) -> None:
     """A local data file or folder must exist; a prompt file's first row must carry the configured fields."""
     if source.startswith(("synthetic:", PREPARED)):
         return
+    from repro.overrides import unresolved_user_data
+
+    if (wanted := unresolved_user_data(source)) is not None:
+        raise ConfigError(
+            f"{where}: {key}: {source!r} is a file you supply (too large to ship; data/SOURCES.md says where each "
+            f"comes from): pass data_dir=<folder holding {wanted}> (snakemake --config data_dir=..., or --data-dir), "
+            f"or --set {key}=<your file or hub dataset id>"
+        )
     path = Path(source).expanduser()
     local = source.startswith((".", "/", "~")) or path.suffix in (".jsonl", ".json", ".parquet", ".gz", ".csv")
     if not local and not path.exists():
         return  # a hub dataset id: `datasets` fetches it (or finds it in its cache) when the run starts
     if not path.exists():
-        from repro.overrides import SHIPPED_DATA_ROOT
-
-        hint = (
-            f"; the tier reads the shipped copies under {SHIPPED_DATA_ROOT}: point data_dir= at a folder holding "
-            f"{path.name}, or --set {key}=<your file>"
-            if source.startswith(SHIPPED_DATA_ROOT) or "data_dir" in where
-            else f"; fix the path or --set {key}=<your file>"
+        raise ConfigError(
+            f"{where}: {key}: {source!r} does not exist; fix the path (data_dir=, data/SOURCES.md) "
+            f"or --set {key}=<your file>"
         )
-        raise ConfigError(f"{where}: {key}: {source!r} does not exist{hint}")
     if key in ("data.prompts", "eval.prompts") and path.is_file() and path.suffix in (".jsonl", ".json", ".parquet"):
         from repro.data.prompts import load_prompts
 

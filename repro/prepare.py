@@ -12,10 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from repro.config import EvalConfig
-from repro.io import write_json
+from repro.io import read_yaml, write_json
 from repro.schema import ConfigError, from_dict
 
 # Threads of a base build; the Snakefile's prepare_base rule declares this many, so no other job shares its cores
@@ -72,7 +70,7 @@ class BaseModelConfig:
 def load_base_config(path: Path) -> BaseModelConfig:
     if not path.is_file():
         raise ConfigError(f"base-model config {path} does not exist (see configs/base/)")
-    cfg = from_dict(BaseModelConfig, yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
+    cfg = from_dict(BaseModelConfig, read_yaml(path) or {}, str(path))
     from repro.data.synthetic import TASKS
 
     if cfg.task not in TASKS:
@@ -102,9 +100,7 @@ def prepare_base(config_path: Path, out: Path) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(PREPARE_THREADS)
     try:
-        if config_path.is_file() and (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("kind") == (
-            "preference_data"
-        ):
+        if config_path.is_file() and (read_yaml(config_path) or {}).get("kind") == ("preference_data"):
             from repro.data.preference_synthetic import prepare_preference_data
 
             return prepare_preference_data(config_path, out)

@@ -35,7 +35,7 @@ PACKAGES = {
 }
 # What a run's numbers depend on beyond its own config: the shared core, the base configs and the DAG. A paper
 # folder added or edited elsewhere does not change it (a run's own configs are in config_sha256).
-CODE_PATHS = ("repro", "configs", "Snakefile", "pyproject.toml")
+CODE_PATHS = ("repro", "configs", "data", "Snakefile", "pyproject.toml")  # data: the shipped evaluation sets
 
 
 def collect_provenance(

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from repro.config import ModelConfig, ResourcesConfig
+from repro.config import ModelConfig, ResourcesConfig, check_trl_names
+from repro.relevance import check_relevant
 from repro.schema import ConfigError, check_at_least, from_dict
 
 MARGIN_MODES = ("none", "llama2_small", "llama2_large", "column")
@@ -102,8 +103,10 @@ def resolve_reward_model(raw: dict[str, Any], where: str) -> RewardRunConfig:
     raw = dict(raw)
     if raw.pop("rewards", None):
         raise ConfigError(f"{where}: rewards: a reward model learns from labelled pairs; remove the rewards section")
+    check_trl_names(raw, "reward_model", RewardTrainConfig, where)
     cfg = from_dict(RewardRunConfig, raw, where)
     _check(cfg, where)
+    check_relevant(raw, cfg, "reward_model", where)
     return cfg
 
 

@@ -155,9 +155,17 @@ def train_run(
 
 
 def write_resolved(out: Path, cfg: Any) -> None:
-    """config.resolved.yaml: every field explicit; a header comment names the run's overrides, if any."""
+    """config.resolved.yaml: every field explicit; a header comment names the run's overrides, if any, and the
+    defaults it keeps that differ from TRL's (repro/trl_vocabulary.py)."""
+    from repro.trl_vocabulary import differing_defaults
+
     overrides = RUN_OVERRIDES.get() or Overrides()
     header = f"# overrides on the paper folder's config: {overrides.describe()}\n" if overrides else ""
+    differing = differing_defaults(cfg)
+    if differing:
+        header += "# this harness's defaults that differ from TRL's (the values below equal them):\n" + "".join(
+            f"#   {d}\n" for d in differing
+        )
     write_text(out / "config.resolved.yaml", header + dump(cfg))
 
 

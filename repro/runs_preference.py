@@ -112,7 +112,7 @@ def eval_data(cfg: PreferenceRunConfig) -> tuple[list[Any], list[Any]]:
 def train_preference_run(
     cfg: PreferenceRunConfig, paper: str, tier: str, variant: str, seed: int, out: Path, model_path: str
 ) -> dict[str, Any]:
-    from repro.losses.preference import PREFERENCE_LOSSES
+    from repro.losses.preference import combined_loss
     from repro.models.loading import load_policy
     from repro.runs import _save_model, finish_run, seed_everything, use_threads, write_resolved
 
@@ -127,7 +127,7 @@ def train_preference_run(
     dp = DataParallel.from_environment(cfg.resources.data_parallel)
     seed_everything(seed)  # the same seed on every rank: each draws the same global batches
     model, tokenizer = load_policy(model_path, cfg.model.dtype, cfg.model.trust_remote_code)
-    needs_ref = cfg.data.format == "unpaired" or PREFERENCE_LOSSES.get(cfg.train.loss_type).needs_reference
+    needs_ref = cfg.data.format == "unpaired" or combined_loss(cfg.train.loss_terms).needs_reference
     keep_ref = (needs_ref and not cfg.train.precompute_ref_log_probs) or cfg.train.eval_every > 0
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if keep_ref else None
     monitor = None
@@ -163,7 +163,7 @@ def train_preference_run(
 def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> dict[str, Any]:
     from repro.data.preference_synthetic import GOLD_REWARDS
     from repro.eval.alignment import evaluate_alignment
-    from repro.losses.preference import PREFERENCE_LOSSES, PreferenceParams
+    from repro.losses.preference import PREFERENCE_LOSSES, PreferenceParams, combined_loss
     from repro.models.loading import load_policy
     from repro.runs import resolve_model_path, use_threads
 
@@ -172,7 +172,7 @@ def eval_preference_run(run_dir: Path, cfg: PreferenceRunConfig, out: Path) -> d
     run_seed = int(read_json(run_dir / "summary.json").get("seed", 0))
     t = cfg.train
     # unpaired BCO has no pair loss; its implicit reward is DPO's β·ρ
-    loss = PREFERENCE_LOSSES.get("sigmoid" if cfg.data.format == "unpaired" else t.loss_type)
+    loss = PREFERENCE_LOSSES.get("sigmoid") if cfg.data.format == "unpaired" else combined_loss(t.loss_terms)
     params = PreferenceParams(
         beta=t.beta, label_smoothing=t.label_smoothing or 0.0, discopop_tau=t.discopop_tau, alpha=t.alpha,
         simpo_gamma=t.simpo_gamma,

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
@@ -28,44 +30,183 @@ def check_at_least(where: str, bounds: list[tuple[str, int, int]]) -> None:
             raise ConfigError(f"{where}: {key}: is {value}; it must be at least {low}")
 
 
-# Bounds shared by every trainer kind, checked on the whole config (a kind's own checks come after). A field a kind
-# lacks is skipped; None (unset) passes. Integer divisors are here so they are refused before any arithmetic uses them.
-_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
-_NON_NEGATIVE = (lambda v: v >= 0, "≥ 0")
-RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "seeds": (lambda v: len(v) >= 1, "a list of at least one seed"),
-    "resources.gpus": _NON_NEGATIVE,
-    "resources.nodes": _AT_LEAST_1,
-    "resources.threads": _AT_LEAST_1,
-    "resources.mem_mb": _AT_LEAST_1,
-    "resources.runtime_min": _AT_LEAST_1,
-    "data.limit": _AT_LEAST_1,
-    "train.gradient_accumulation_steps": _AT_LEAST_1,
-    "train.steps_per_generation": _AT_LEAST_1,
-    "train.num_generations": _AT_LEAST_1,
-    "train.adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.weight_decay": _NON_NEGATIVE,
-    "train.max_grad_norm": (lambda v: v > 0, "positive (the clip threshold of the gradient norm)"),
-    "train.warmup_steps": _NON_NEGATIVE,
-    "train.warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.save_steps": (lambda v: v >= 0, "≥ 0 (0 = no checkpoint until the end)"),
-    "train.num_threads": (lambda v: v >= 0, "≥ 0 (0 = resources.threads)"),
-    "train.top_k": (lambda v: v >= 0, "≥ 0 (0 = off)"),
-    "eval.max_new_tokens": _AT_LEAST_1,
-    "eval.temperature": (lambda v: v >= 0, "≥ 0 (0 = greedy)"),
-    "eval.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a numeric config field must lie in: [low, high], an end excluded where `*_open`, None = unbounded.
+    Every value is also finite (NaN and infinities are refused before any bound is looked at)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""  # what the ends mean, e.g. "0 = off"
+
+    def ok(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            text = (
+                f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
+            )
+        elif self.low is not None:
+            text = (
+                ("positive" if self.low == 0 else f"> {_num(self.low)}")
+                if self.low_open
+                else f"at least {_num(self.low)}"
+            )
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '≤'} {_num(self.high)}"
+        else:
+            text = "a finite number"
+        return f"{text} ({self.note})" if self.note else text
+
+    def outside(self, integer: bool) -> list[float]:
+        """Values just outside the range (what a fuzz test feeds the field)."""
+        step = 1 if integer else 1e-3
+        values = []
+        if self.low is not None:
+            values.append(self.low if self.low_open else self.low - step)
+        if self.high is not None:
+            values.append(self.high if self.high_open else self.high + step)
+        return [int(v) if integer else float(v) for v in values]
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else str(value)
+
+
+AT_LEAST_1 = Bound(1)
+NON_NEGATIVE = Bound(0)
+POSITIVE = Bound(0, low_open=True)
+SHARE = Bound(0, 1)  # a probability or share in [0, 1]
+UNIT_OPEN = Bound(0, 1, high_open=True)  # [0, 1)
+SEED = Bound(0, SEED_MAX, note="a 32-bit unsigned seed")
+ANY = Bound()
+
+# The bound of every numeric config field of every trainer kind, by dotted key ("seeds" bounds each listed seed). A
+# kind's own checks may be stricter (e.g. a preference β > 0, an online-RL group of at least 2); None (unset) passes.
+# tests/test_config_key_fuzz.py fails when a numeric field has no entry here, so a new field must say its range.
+BOUNDS: dict[str, Bound] = {
+    "seeds": SEED,
+    "resources.gpus": NON_NEGATIVE,
+    "resources.nodes": AT_LEAST_1,
+    "resources.threads": AT_LEAST_1,
+    "resources.mem_mb": AT_LEAST_1,
+    "resources.runtime_min": AT_LEAST_1,
+    "data.limit": AT_LEAST_1,
+    "data.n_train": AT_LEAST_1,
+    "data.max_prompt_length": Bound(1, note="tokens; null = no limit"),
+    "data.data_seed": SEED,
+    "data.bt_temperature": POSITIVE,
+    "data.label_flip": Bound(0, 0.5, high_open=True),
+    "data.thumbs_up_threshold": ANY,
+    "train.max_steps": AT_LEAST_1,
+    "train.learning_rate": POSITIVE,
+    "train.beta": NON_NEGATIVE,
+    "train.alpha": ANY,
+    "train.cpo_alpha": NON_NEGATIVE,
+    "train.loss_weights": ANY,
+    "train.simpo_gamma": NON_NEGATIVE,
+    "train.label_smoothing": UNIT_OPEN,
+    "train.discopop_tau": POSITIVE,
+    "train.center_rewards_coefficient": Bound(0, note="η of the centring term; null switches it off"),
+    "train.delta": Bound(1, low_open=True, note="the two-sided clip δ; INTELLECT-2 uses 4"),
+    "train.epsilon": NON_NEGATIVE,
+    "train.epsilon_high": NON_NEGATIVE,
+    "train.der_loss_weight1": NON_NEGATIVE,
+    "train.der_loss_weight2": NON_NEGATIVE,
+    "train.perception_loss_weight": NON_NEGATIVE,
+    "train.perception_kl_clip": POSITIVE,
+    "train.mask_ratio": SHARE,
+    "train.mask_patch_size": AT_LEAST_1,
+    "train.dynamic_sampling_max_tries": AT_LEAST_1,
+    "train.gfpo_retain": Bound(2, note="completions kept per group"),
+    "train.grad_variance_every": Bound(0, note="0 = off"),
+    "train.gradient_accumulation_steps": AT_LEAST_1,
+    "train.steps_per_generation": AT_LEAST_1,
+    "train.per_device_train_batch_size": AT_LEAST_1,
+    "train.num_generations": AT_LEAST_1,
+    "train.num_iterations": AT_LEAST_1,
+    "train.max_completion_length": Bound(1, note="tokens"),
+    "train.max_length": Bound(1, note="tokens; null = no limit"),
+    "train.max_new_tokens": AT_LEAST_1,
+    "train.temperature": POSITIVE,
+    "train.loss_temperature": POSITIVE,
+    "train.top_p": Bound(0, 1, low_open=True),
+    "train.top_k": Bound(0, note="0 = off"),
+    "train.lmbda": SHARE,
+    "train.rollout_correction_clip_max": POSITIVE,
+    "train.rollout_correction_clip_min": NON_NEGATIVE,
+    "train.adam_beta1": UNIT_OPEN,
+    "train.adam_beta2": UNIT_OPEN,
+    "train.weight_decay": NON_NEGATIVE,
+    "train.max_grad_norm": Bound(0, low_open=True, note="the clip threshold of the gradient norm"),
+    "train.warmup_steps": NON_NEGATIVE,
+    "train.warmup_ratio": UNIT_OPEN,
+    "train.save_steps": Bound(0, note="0 = no checkpoint until the end"),
+    "train.num_threads": Bound(0, note="0 = resources.threads"),
+    "train.eval_every": Bound(0, note="0 = off"),
+    "train.eval_problems": AT_LEAST_1,
+    "train.eval_prompts": AT_LEAST_1,
+    "train.eval_samples": AT_LEAST_1,
+    "train.log_completions_per_step": Bound(0, note="0 = off"),
+    "bema.update_freq": AT_LEAST_1,
+    "bema.ema_power": NON_NEGATIVE,
+    "bema.bias_power": NON_NEGATIVE,
+    "bema.lag": AT_LEAST_1,
+    "bema.update_after": NON_NEGATIVE,
+    "bema.multiplier": POSITIVE,
+    "bema.min_ema_multiplier": SHARE,
+    "eval.n_problems": AT_LEAST_1,
+    "eval.n_prompts": AT_LEAST_1,
+    "eval.n_monitor_pairs": AT_LEAST_1,
+    "eval.k": AT_LEAST_1,
+    "eval.samples_per_prompt": AT_LEAST_1,
+    "eval.max_new_tokens": AT_LEAST_1,
+    "eval.temperature": Bound(0, note="0 = greedy"),
+    "eval.top_p": Bound(0, 1, low_open=True),
+    "eval.seed": SEED,
+    "eval.batch_size": AT_LEAST_1,
+    "eval.target_gap_fraction": Bound(0, 1, low_open=True),
 }
 
 
-def check_ranges(cfg: Any, where: str) -> None:
-    """Raise a ConfigError naming the first field of `RANGES` present in `cfg` whose value is out of its range."""
-    for dotted, (ok, wanted) in RANGES.items():
-        value: Any = cfg
-        for name in dotted.split("."):
-            value = getattr(value, name, None)
-        if value is not None and not ok(value):
-            raise ConfigError(f"{where}: {dotted}: is {value!r}; it must be {wanted}")
+def check_ranges(cfg: Any, where: str, path: str = "") -> None:
+    """Raise a ConfigError naming the first numeric field of `cfg` (walked recursively) outside its `BOUNDS`."""
+    seeds = getattr(cfg, "seeds", None) if not path else None
+    if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"{where}: seeds: is {seeds!r}; it must be a list of at least one seed, each listed once")
+    for f in dataclasses.fields(cfg):
+        value, dotted = getattr(cfg, f.name), _join(path, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, where, dotted)
+            continue
+        bound = BOUNDS.get(dotted)
+        if bound is None or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int | float) and not isinstance(item, bool) and not bound.ok(item):
+                shown = dotted if not isinstance(value, list) else f"{dotted} ({item!r})"
+                raise ConfigError(f"{where}: {shown}: is {item!r}; it must be {bound.describe()}")
+
+
+def check_finite(data: Any, where: str, path: str = "") -> None:
+    """Refuse NaN and ±inf anywhere in a raw config mapping (YAML's .nan / .inf pass every `<` comparison, so a
+    range check alone lets them through), naming the dotted key."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            check_finite(value, where, _join(path, str(key)))
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            check_finite(value, where, f"{path}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{where}: {path}: is {data!r}; NaN and infinities are not accepted: give a finite number")
 
 
 def check_call_params(where: str, key: str, values: dict[str, Any], fn: Callable[..., Any]) -> None:
@@ -91,6 +232,8 @@ def from_dict(cls: type[T], data: Any, where: str, path: str = "") -> T:
     """Convert `data` into `cls`, checking keys and types; at the top level (path "") also `check_ranges`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {path or 'top level'} must be a mapping, got {type(data).__name__}")
+    if not path:
+        check_finite(data, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     for key in data:
@@ -102,6 +245,8 @@ def from_dict(cls: type[T], data: Any, where: str, path: str = "") -> T:
             )
     values: dict[str, Any] = {}
     for name, field in fields.items():
+        if name in data and data[name] is None and not _optional(hints[name]) and _has_default(field):
+            continue  # `key: null` in an overlay resets what a lower layer set to the field's default
         if name in data:
             values[name] = _convert(hints[name], data[name], where, _join(path, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
@@ -110,6 +255,14 @@ def from_dict(cls: type[T], data: Any, where: str, path: str = "") -> T:
     if not path:
         check_ranges(obj, where)
     return obj
+
+
+def _optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _has_default(field: dataclasses.Field[Any]) -> bool:
+    return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
 
 
 def _join(path: str, key: str) -> str:
@@ -170,9 +323,13 @@ def _convert(tp: Any, value: Any, where: str, path: str) -> Any:
             # YAML reads 1e-6 (no dot) as a string; accept it when it parses as a number.
             if isinstance(value, str):
                 try:
-                    return float(value)
+                    number = float(value)
                 except ValueError:
                     pass
+                else:
+                    if not math.isfinite(number):
+                        raise ConfigError(f"{where}: {path}: is {value!r}; NaN and infinities are not accepted")
+                    return number
             raise ConfigError(f"{where}: {path} must be a number, got {value!r}")
         return float(value)
     if tp is str:

@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from repro.config import ModelConfig, ResourcesConfig
+from repro.config import ModelConfig, ResourcesConfig, check_trl_names
+from repro.relevance import check_relevant
 from repro.schema import ConfigError, check_at_least, from_dict
 
 SYNTHETIC = "synthetic:"
@@ -128,8 +129,10 @@ def resolve_sft(raw: dict[str, Any], where: str) -> SFTRunConfig:
     raw = dict(raw)
     if raw.pop("rewards", None):
         raise ConfigError(f"{where}: rewards: an SFT run imitates its targets; remove the rewards section")
+    check_trl_names(raw, "sft", SFTTrainConfig, where)
     cfg = from_dict(SFTRunConfig, raw, where)
     _check(cfg, where)
+    check_relevant(raw, cfg, "sft", where)
     return cfg
 
 

@@ -1,6 +1,6 @@
 """Cheap helpers the Snakefile calls while it builds the DAG (no torch import, no validation).
 
-They only read YAML: which variants and seeds a paper runs at a tier, which files a run depends on,
+They only read YAML: which variants a paper runs at a tier and each variant's seeds, which files a run depends on,
 and what resources a training job declares. Validation happens in `python -m repro check` (which the DAG runs
 when it starts) and `python -m repro train`.
 
@@ -82,10 +82,42 @@ def seeds(
     override: int | None = None,
     papers_dir: Path = PAPERS_DIR,
     overrides: Overrides | None = None,
+    *,
+    variant: str,
 ) -> list[int]:
-    """Seeds from the tier config (`seeds:`); `override` (from --config seeds=N) takes the first N."""
-    chosen = list(merged(paper, tier, variants(paper, papers_dir)[0], overrides, papers_dir).get("seeds", [0]))
+    """The seeds of one variant: `seeds:` of its merged config (the tier's, unless the variant sets its own);
+    `override` (from --config seeds=N) takes the first N of them."""
+    chosen = list(merged(paper, tier, variant, overrides, papers_dir).get("seeds", [0]))
     return chosen[: int(override)] if override else chosen
+
+
+def runs(
+    paper: str,
+    tier: str,
+    override: int | None = None,
+    papers_dir: Path = PAPERS_DIR,
+    overrides: Overrides | None = None,
+) -> list[tuple[str, int]]:
+    """Every (variant, seed) run of a paper at a tier, each variant with its own seeds (`seeds`)."""
+    return [
+        (variant, seed)
+        for variant in variants(paper, papers_dir)
+        for seed in seeds(paper, tier, override, papers_dir, overrides, variant=variant)
+    ]
+
+
+def eval_files(
+    paper: str,
+    tier: str,
+    seeds_override: int | None = None,
+    papers_dir: Path = PAPERS_DIR,
+    overrides: Overrides | None = None,
+) -> list[str]:
+    """Every evaluation file of a paper at a tier (all variants, each over its own seeds)."""
+    return [
+        f"results/{paper}/{tier}/{variant}/seed{seed}/eval.json"
+        for variant, seed in runs(paper, tier, seeds_override, papers_dir, overrides)
+    ]
 
 
 def run_inputs(
@@ -206,11 +238,10 @@ def benchmark_files(
     papers_dir: Path = PAPERS_DIR,
     overrides: Overrides | None = None,
 ) -> list[str]:
-    """Every benchmark result file of a paper at a tier (all variants and seeds)."""
+    """Every benchmark result file of a paper at a tier (all variants, each over its own seeds)."""
     return [
         f"results/{paper}/{tier}/{variant}/seed{seed}/bench/{name}.json"
-        for variant in variants(paper, papers_dir)
-        for seed in seeds(paper, tier, seeds_override, papers_dir, overrides)
+        for variant, seed in runs(paper, tier, seeds_override, papers_dir, overrides)
         for name in benchmarks(paper, tier, variant, papers_dir, overrides)
     ]
 

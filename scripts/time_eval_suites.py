@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint dir or prepared:<base> (default: prepared:smoke)")
     parser.add_argument("--out-dir", type=Path, default=Path("results/bench/smoke"))
-    parser.add_argument("--data-dir", default=os.environ.get("REPRO_MATH_DATA", "../shared/data/math"))
+    parser.add_argument("--data-dir", default=os.environ.get("REPRO_MATH_DATA", "data/math"))
     args = parser.parse_args()
     started = time.time()
     model = args.model

@@ -1,7 +1,7 @@
 """Math benchmark suites through lm-eval: definitions, local data, protocol checks, metrics, the oracle
 stubs (100% / 0% through the whole lm-eval path), and agreement with our own evaluator on a real checkpoint.
 
-The local data is ../shared/data/math (the project's sibling folder, as in CI).
+The local data is the copies shipped in data/math (data/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from repro.eval.benchmark import (
 from repro.eval.lmeval_bridge import aggregate, evaluate_benchmark, metric_label, sampling_ci
 from repro.schema import ConfigError
 
-MATH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
+MATH_DIR = Path(__file__).resolve().parents[1] / "data" / "math"
 SIZES = {
     "aime24": 30,
     "aime25": 30,
@@ -39,7 +39,7 @@ SIZES = {
     "olympiadbench": 675,
     "gsm8k": 1319,
 }
-pytestmark = pytest.mark.skipif(not MATH_DIR.is_dir(), reason="needs ../shared/data/math beside the project")
+pytestmark = pytest.mark.skipif(not MATH_DIR.is_dir(), reason="needs the shipped data/math")
 
 
 @pytest.fixture(scope="module")

@@ -192,8 +192,10 @@ def test_trl_importance_sampling_names_map_onto_the_rollout_correction(tmp_path:
 def test_gfpo_retain_must_fit_in_the_group(tmp_path: Path) -> None:
     cfg = load_config_file(write(tmp_path, with_train(gfpo_retain=2, gfpo_score="reward_per_token")))
     assert cfg.train.update_group_size == 2 and cfg.train.num_generations == MINIMAL["train"]["num_generations"]
-    with pytest.raises(ConfigError, match="need 2 <= k <= G"):
+    with pytest.raises(ConfigError, match=r"train.gfpo_retain: is 1; it must be at least 2"):
         load_config_file(write(tmp_path, with_train(gfpo_retain=1)))
+    with pytest.raises(ConfigError, match="need 2 <= k <= G"):
+        load_config_file(write(tmp_path, with_train(gfpo_retain=5)))
     with pytest.raises(ConfigError, match="Did you mean 'length'"):
         load_config_file(write(tmp_path, with_train(gfpo_retain=2, gfpo_score="lenght")))
 

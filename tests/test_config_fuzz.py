@@ -95,7 +95,7 @@ OUT_OF_RANGE = [  # (paper, field, value, what the message must say)
     ("dapo", "seeds", [], "at least one seed"),
     ("dapo", "resources.threads", 0, "at least 1"),
     ("dpo", "train.beta", -0.1, "beta"),
-    ("dpo", "train.weight_decay", -0.1, "≥ 0"),
+    ("dpo", "train.weight_decay", -0.1, "at least 0"),
     ("dft", "train.warmup_ratio", 1.5, r"in \[0, 1\)"),
     ("tis", "train.rollout_options.noise_std", "loud", "must be a number"),
     ("dapo", "rewards.soft_overlong_punishment.weight", "heavy", "must be a number"),

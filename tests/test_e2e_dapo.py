@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["Snakefile", "repro", "papers", "configs", "profiles", "envs", "pyproject.toml"]
+PROJECT_FILES = ["Snakefile", "repro", "papers", "configs", "profiles", "envs", "pyproject.toml", "data"]
 CI_CONFIG = ["max_steps=16"]  # the real DAG and commands, shorter runs
-MATH_DATA = ROOT.parent / "shared" / "data" / "math"  # the copy has no ../shared beside it: point at ours
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 
 def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REPRO_MATH_DATA": str(MATH_DATA)}
+    env = {k: v for k, v in os.environ.items() if k != "REPRO_MATH_DATA"}  # the copy's own data/math is read
     out = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=1800, env=env)
     if out.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (cwd / "logs").rglob("*.log"))
@@ -67,10 +66,29 @@ def copy_project(work: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], subprocess.CompletedProcess[str]]:
-    work = copy_project(tmp_path_factory.mktemp("project"))
+    from test_bare_clone import clone_checkout
+
+    top = tmp_path_factory.mktemp("project")
+    work = clone_checkout(top / "proj")  # what a clone holds, with no ../shared beside it (issue 25)
+    assert not (top / "shared").exists()
     before = folder_digest(work / "papers")
     first = snakemake(work, "papers/dapo", "--config", *CI_CONFIG)
     return work, before, first
+
+
+def test_every_run_read_the_clones_own_benchmark_copies(project) -> None:
+    """Nothing outside the clone: each run's benchmark set is data/math of the clone itself."""
+    from repro.eval.benchmark import get_benchmark, items_hash, load_items
+
+    work, _, _ = project
+    shipped = work / "data" / "math" / "aime24.jsonl"
+    expected = load_items(get_benchmark("aime24"), shipped.parent)
+    runs = sorted((work / "results" / "dapo" / "smoke").glob("*/seed*"))
+    assert len(runs) == 18  # 6 variants × 3 seeds
+    for run in runs:
+        assert "data_dir: data/math\n" in (run / "config.resolved.yaml").read_text(encoding="utf-8")
+        dataset = json.loads((run / "bench" / "aime24.json").read_text(encoding="utf-8"))["dataset"]
+        assert dataset == {"source": str(shipped.resolve()), "hash": items_hash(expected), "n_items": 30}
 
 
 def test_report_is_rendered_with_figures(project) -> None:

@@ -90,7 +90,7 @@ def test_online_rl_evaluates_real_problems_and_keeps_samples(project) -> None:
     work, label = run_paper(project, "dapo")  # already built by the test above: Snakemake has nothing to do
     run_dir = work / "results" / "dapo" / label / "dapo" / "seed0"
     evaluation = json.loads((run_dir / "eval.json").read_text())
-    assert evaluation["held_out"] == f"{SHARED_MATH / 'math500.jsonl'} (test)" and evaluation["n_problems"] == 16
+    assert evaluation["held_out"] == "data/math/math500.jsonl (test)" and evaluation["n_problems"] == 16
     assert {"greedy_accuracy", "sampled_accuracy", "truncation_rate"} <= set(evaluation["base"])
     bench = json.loads((run_dir / "bench" / "aime24.json").read_text())
     assert bench["n_problems"] == 30 and bench["metric_name"] == "avg@2" and bench["eval_library"] == "lm-eval"

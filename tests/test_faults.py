@@ -31,8 +31,7 @@ def _project(root: Path, save_steps: int) -> Path:
     shutil.copytree(REPO / "papers" / "dapo", root / "papers" / "dapo")
     smoke = root / "papers" / "dapo" / "configs" / "smoke.yaml"
     smoke.write_text(smoke.read_text(encoding="utf-8").replace("save_steps: 160", f"save_steps: {save_steps}"))
-    if not (root.parent / "shared").exists():  # eval.data_dir is ../shared/data/math, checked at load
-        (root.parent / "shared").symlink_to(REPO.parent / "shared")
+    (root / "data").symlink_to(REPO / "data")  # eval.data_dir is data/math (the shipped copies), checked at load
     base = root / "results" / "base" / "smoke"
     tok = build_char_tokenizer()
     model = build_tiny_model(tok, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)

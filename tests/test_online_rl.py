@@ -99,9 +99,9 @@ def test_dynamic_sampling_refills_until_every_group_has_signal(tiny_dir: Path, t
     # generation batch = 2 groups of 2. Round 1: group 0 mixed, group 1 all wrong. Round 2: group 0 all wrong, group 1 mixed.
     script = [["7", "3", "3", "3"], ["3", "3", "7", "3"]]
     rollout = ScriptedRollout(tok, script)
-    trainer = OnlineRLTrainer(
-        cfg, model, tok, problems, rollout, tmp_path, seed=0, group_filter=GROUP_FILTERS.get("dynamic_sampling")
-    )
+    assert cfg.train.dynamic_sampling  # the dapo variant's config picks the filter (repro/trainers/group_filter.py)
+    trainer = OnlineRLTrainer(cfg, model, tok, problems, rollout, tmp_path, seed=0)
+    assert trainer.group_filter is GROUP_FILTERS.get("dynamic_sampling")
     gen = trainer._sample_generation()
     assert rollout.calls == 2
     assert gen.correct.tolist() == [1.0, 0.0, 1.0, 0.0]  # the mixed group of each round

@@ -66,13 +66,12 @@ def test_data_dir_repoints_shipped_data_paths(tmp_path: Path) -> None:
         for name in ("math_train.jsonl", "math500.jsonl", "aime24.jsonl"):
             (folder / name).write_text('{"problem": "1+1", "answer": "2"}\n')
     cfg = load_paper_config(DAPO, "small", "dapo", Overrides.parse(data_dir=str(mirrored)))
-    assert (cfg.data.prompts, cfg.eval.prompts) == (
-        str(mirrored / "math/math_train.jsonl"),
-        str(mirrored / "math/math500.jsonl"),
-    )
-    assert cfg.eval.data_dir == str(mirrored / "math")
+    assert cfg.data.prompts == str(mirrored / "math/math_train.jsonl")
+    # the evaluation sets shipped in the repository stay theirs, whatever the folder holds
+    assert (cfg.eval.prompts, cfg.eval.data_dir) == ("data/math/math500.jsonl", "data/math")
     cfg = load_paper_config(DAPO, "small", "dapo", Overrides.parse(data_dir=str(flat)))
-    assert (cfg.data.prompts, cfg.eval.data_dir) == (str(flat / "math_train.jsonl"), str(flat))
+    assert (cfg.data.prompts, cfg.eval.data_dir) == (str(flat / "math_train.jsonl"), "data/math")
+    assert load_paper_config(DAPO, "small", "dapo").data.prompts == "<data_dir>/math/math_train.jsonl"  # unfilled
     with pytest.raises(ConfigError, match="data_dir .*no such folder"):
         load_paper_config(DAPO, "small", "dapo", Overrides.parse(data_dir=str(tmp_path / "nowhere")))
 

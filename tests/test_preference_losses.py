@@ -42,7 +42,8 @@ DPO_STYLE = [
     "apo_down",
     "sigmoid_norm",
 ]
-ALL_NAMES = sorted([*DPO_STYLE, "alphapo"])
+REFERENCE_FREE = ("alphapo", "simpo", "sft")  # simpo: CPO's name for the same formula; sft: the chosen NLL
+ALL_NAMES = sorted([*DPO_STYLE, *REFERENCE_FREE])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -128,7 +129,9 @@ def hand_losses(name: str, p: PreferenceParams) -> list[float]:
             v = sg(b * c) + (1 - sg(b * (c - r)))
         elif name == "sigmoid_norm":
             v = -ls(b * (c / lc - r / lr))
-        elif name == "alphapo":
+        elif name == "sft":
+            v = -sum(CHOSEN) / sum(LEN_C)  # TRL's sft term: the batch's chosen-token mean NLL, for every pair
+        elif name in ("alphapo", "simpo"):
             pc, pr = CHOSEN[i] / lc, REJECTED[i] / lr
             a = p.alpha
             r_c, r_r = ((1 - math.exp(-a * pc)) / a, (1 - math.exp(-a * pr)) / a) if a else (pc, pr)
@@ -154,7 +157,7 @@ def test_registry_names_flags_and_citations():
     for name in ALL_NAMES:
         entry = PREFERENCE_LOSSES.get(name)
         assert entry.citation, name
-        assert entry.needs_reference == (name != "alphapo"), name
+        assert entry.needs_reference == (name not in REFERENCE_FREE), name
 
 
 def test_aot_pair_is_an_alias_of_aot_unpaired():
@@ -194,7 +197,7 @@ def test_losses_and_rewards_by_hand(name: str):
     assert out.losses.shape == (4,)
     torch.testing.assert_close(out.losses, torch.tensor(hand_losses(name, PARAMS), dtype=torch.float64))
     b = PARAMS.beta
-    if name == "alphapo":
+    if name in ("alphapo", "simpo"):
         a = PARAMS.alpha
         exp_c = [b * (1 - math.exp(-a * c / n)) / a for c, n in zip(CHOSEN, LEN_C)]
         exp_r = [b * (1 - math.exp(-a * r / n)) / a for r, n in zip(REJECTED, LEN_R)]

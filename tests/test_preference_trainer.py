@@ -235,15 +235,20 @@ def make_trainer(cfg: PreferenceRunConfig, model: Any, tok: Any, tmp_path: Path,
     return PreferenceTrainer(cfg, model, tok, kw.pop("examples", PAIRS), tmp_path, seed=0, **kw)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "apo_down"])
-def test_loss_and_gradient_equal_trl_dpo_trainer_on_a_real_model(tiny_model_dir: str, tmp_path: Path, loss_type: str):
+MPO = (["sigmoid", "bco_pair", "sft"], [0.8, 0.2, 1.0])  # TRL's MPO combination, with weights
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "apo_down", MPO])
+def test_loss_and_gradient_equal_trl_dpo_trainer_on_a_real_model(tiny_model_dir: str, tmp_path: Path, loss_type: Any):
     trl = pytest.importorskip("trl")
+    loss_type, loss_weights = loss_type if isinstance(loss_type, tuple) else (loss_type, None)
     from datasets import Dataset
 
     rows_ = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in PAIRS]
     args = trl.DPOConfig(
         output_dir=str(tmp_path / "trl"), bf16=False, use_cpu=True, gradient_checkpointing=False, report_to="none",
-        per_device_train_batch_size=len(PAIRS), loss_type=loss_type, beta=0.1, save_strategy="no",
+        per_device_train_batch_size=len(PAIRS), loss_type=loss_type, loss_weights=loss_weights, beta=0.1,
+        save_strategy="no",
     )  # fmt: skip
     trainer = trl.DPOTrainer(model=tiny_model_dir, args=args, train_dataset=Dataset.from_list(rows_))
     reference, tok = load_tiny(tiny_model_dir)
@@ -255,7 +260,7 @@ def test_loss_and_gradient_equal_trl_dpo_trainer_on_a_real_model(tiny_model_dir:
     trl_loss = trainer._compute_loss(trl_policy, batch, False)
     trl_loss.backward()
 
-    cfg = config(loss_type=loss_type, beta=0.1, precompute_ref_log_probs=False)
+    cfg = config(loss_type=loss_type, loss_weights=loss_weights, beta=0.1, precompute_ref_log_probs=False)
     ours = make_trainer(cfg, policy, tok, tmp_path / "ours", ref_model=reference.eval())
     loss, stats = ours._micro_batch(list(range(len(PAIRS))))
     loss.backward()

@@ -17,14 +17,15 @@ from repro.preflight import check_papers
 from repro.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the training sets the small tier names as <data_dir>/...
 
 
-def check(model: str, *sets: str, paper: str = "dapo") -> list[str]:
-    return check_papers([paper], "small", Overrides.parse(model=model, sets=list(sets)))
+def check(model: str, *sets: str, paper: str = "dapo", data_dir: str | None = str(SHARED_DATA)) -> list[str]:
+    return check_papers([paper], "small", Overrides.parse(model=model, data_dir=data_dir, sets=list(sets)))
 
 
 def test_a_good_checkpoint_passes_and_its_stop_tokens_are_shown(standin_dir: str) -> None:
-    lines = check(standin_dir)
+    lines = [line for line in check(standin_dir) if line.startswith("ok ")]  # notes on defaults follow
     assert len(lines) == 6 and all(line.startswith("ok dapo tier=small variant=") for line in lines)
     assert f"stop tokens of {standin_dir}: <|endoftext|> <|im_end|>" in lines[0]
 
@@ -81,6 +82,18 @@ def test_data_files_are_checked_by_key(standin_dir: str, tmp_path: Path) -> None
     assert check(standin_dir, f"eval.prompts={rows}", "eval.problem_field=question")  # the field named: fine
     with pytest.raises(ConfigError, match="eval.task and eval.prompts are both unset; name the held-out problems"):
         check(standin_dir, "eval.prompts=null")
+
+
+def test_unshipped_data_asks_for_data_dir_and_nothing_outside_the_repository_is_read(standin_dir: str) -> None:
+    # the small tier trains on sets too large to ship: without data_dir= the check names the key, the file and the fix
+    with pytest.raises(ConfigError) as err:
+        check(standin_dir, data_dir=None)
+    message = str(err.value)
+    assert "data.prompts: '<data_dir>/math/math_train.jsonl' is a file you supply" in message
+    assert "pass data_dir=<folder holding math/math_train.jsonl>" in message and "data/SOURCES.md" in message
+    assert check(standin_dir, "data.prompts=data/math/gsm8k.jsonl", data_dir=None)  # the shipped sets suffice
+    with pytest.raises(ConfigError, match=r"data\.pairs: '<data_dir>/preference/hh_rlhf_harmless_base_test\.jsonl'"):
+        check(standin_dir, data_dir=None, paper="dpo")
 
 
 def test_the_dag_refuses_a_bad_model_in_seconds_and_runs_nothing(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Dr. GRPO composed from the core: the online RL loop with no group filter.
+"""Dr. GRPO composed from the core: the online RL loop (the group filter is `train.dynamic_sampling`'s).
 
 Both of the paper's fixes are loss axes of the `dr_grpo` preset: the advantage is r − mean without the
 std (`scale_rewards: none`) and the loss is summed over tokens and divided by a constant
@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from repro.config import RunConfig
-from repro.trainers.group_filter import GROUP_FILTERS
 from repro.trainers.online_rl import OnlineRLTrainer
 
 
 def build_trainer(cfg: RunConfig, **parts: Any) -> OnlineRLTrainer:
-    return OnlineRLTrainer(cfg, group_filter=GROUP_FILTERS.get("none"), **parts)
+    return OnlineRLTrainer(cfg, **parts)

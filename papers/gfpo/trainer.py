@@ -1,4 +1,4 @@
-"""GFPO composed from the core: the online RL loop with no group filter.
+"""GFPO composed from the core: the online RL loop (the group filter is `train.dynamic_sampling`'s).
 
 GFPO's filter is a loop option, not a group filter: `train.num_generations` completions are sampled per
 prompt, `train.gfpo_retain` = k of them are kept by `train.gfpo_score` (length: shortest; reward_per_token:
@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from repro.config import RunConfig
-from repro.trainers.group_filter import GROUP_FILTERS
 from repro.trainers.online_rl import OnlineRLTrainer
 
 
 def build_trainer(cfg: RunConfig, **parts: Any) -> OnlineRLTrainer:
-    return OnlineRLTrainer(cfg, group_filter=GROUP_FILTERS.get("none"), **parts)
+    return OnlineRLTrainer(cfg, **parts)

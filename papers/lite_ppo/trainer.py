@@ -1,4 +1,4 @@
-"""Lite PPO composed from the core: the online RL loop with no group filter.
+"""Lite PPO composed from the core: the online RL loop (the group filter is `train.dynamic_sampling`'s).
 
 Its two tricks are loss axes: group-mean advantages scaled by the batch-level std
 (`train.scale_rewards: batch`) and the token-level loss (`train.loss_type: dapo` → global token mean).
@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from repro.config import RunConfig
-from repro.trainers.group_filter import GROUP_FILTERS
 from repro.trainers.online_rl import OnlineRLTrainer
 
 
 def build_trainer(cfg: RunConfig, **parts: Any) -> OnlineRLTrainer:
-    return OnlineRLTrainer(cfg, group_filter=GROUP_FILTERS.get("none"), **parts)
+    return OnlineRLTrainer(cfg, **parts)

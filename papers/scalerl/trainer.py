@@ -3,7 +3,7 @@
 CISPO is the loss preset `cispo` (stop-gradient truncated IS weight × log-prob, cap `train.epsilon_high`),
 batch-level advantage normalisation is `train.scale_rewards: batch`, the FP32 LM head is
 `train.cast_lm_head_to_fp32` (repro/models/loading.py), and zero-variance filtering is DAPO's dynamic
-sampling group filter (`train.dynamic_sampling`). The sigmoidal compute-performance fit is drawn by
+sampling group filter, which the core picks from `train.dynamic_sampling`. The sigmoidal compute-performance fit is drawn by
 the report from `paper.yaml: scaling_fit` (repro/report/scaling_fit.py).
 """
 
@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from repro.config import RunConfig
-from repro.trainers.group_filter import GROUP_FILTERS
 from repro.trainers.online_rl import OnlineRLTrainer
 
 
 def build_trainer(cfg: RunConfig, **parts: Any) -> OnlineRLTrainer:
-    group_filter = GROUP_FILTERS.get("dynamic_sampling" if cfg.train.dynamic_sampling else "none")
-    return OnlineRLTrainer(cfg, group_filter=group_filter, **parts)
+    return OnlineRLTrainer(cfg, **parts)

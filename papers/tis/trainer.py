@@ -1,4 +1,4 @@
-"""TIS composed from the core: the online RL loop with DAPO's group filter when the recipe asks for it.
+"""TIS composed from the core: the online RL loop with DAPO's group filter when `train.dynamic_sampling` asks for it.
 
 The rollout policy is the rollout backend (`train.rollout_backend`: vllm at the paper tier, `hf_mismatch`
 at smoke: a bf16 round trip of the weights plus relative noise, re-derived after every step). The
@@ -11,10 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from repro.config import RunConfig
-from repro.trainers.group_filter import GROUP_FILTERS
 from repro.trainers.online_rl import OnlineRLTrainer
 
 
 def build_trainer(cfg: RunConfig, **parts: Any) -> OnlineRLTrainer:
-    group_filter = GROUP_FILTERS.get("dynamic_sampling" if cfg.train.dynamic_sampling else "none")
-    return OnlineRLTrainer(cfg, group_filter=group_filter, **parts)
+    return OnlineRLTrainer(cfg, **parts)

@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from repro.data.preference import PreferencePair, UnpairedExample
-from repro.io import read_jsonl, write_json, write_text
+from repro.io import read_jsonl, read_yaml, write_json, write_text
 from repro.registry import Registry
 from repro.schema import ConfigError, from_dict
 
@@ -87,7 +85,7 @@ class PreferenceDataSpec:
 def load_spec(path: Path) -> PreferenceDataSpec:
     from repro.data.synthetic import HELD_OUT_N, TASKS
 
-    spec = from_dict(PreferenceDataSpec, yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
+    spec = from_dict(PreferenceDataSpec, read_yaml(path) or {}, str(path))
     if spec.task not in TASKS:
         from repro.registry import unknown_name_message
 

@@ -129,7 +129,7 @@ def held_out_problems(
     if not prompts:
         raise ConfigError(
             f"{prefix}eval.task and eval.prompts are both unset; name the held-out problems: eval.prompts: a "
-            "problem file (e.g. ../shared/data/math/math500.jsonl) or hub dataset, or eval.task: a synthetic task"
+            "problem file (e.g. data/math/math500.jsonl) or hub dataset, or eval.task: a synthetic task"
         )
     return load_prompts(
         prompts, split=split, limit=n, problem_field=problem_field, answer_field=answer_field, fields_key=fields_key

@@ -7,7 +7,8 @@ YAML only: no torch, no lm-eval, so the DAG and config checks can use it.
 
 Data: by default the hub id (`datasets.load_dataset`); with a local directory (config key
 `eval.data_dir`, or the environment variable REPRO_MATH_DATA, which wins) the benchmark's
-`local_file` in that directory, in the layout of `../shared/data/math/` (`id`, `problem`, `answer`).
+`local_file` in that directory, in the layout of the shipped copies in `data/math/` (`id`, `problem`, `answer`;
+data/SOURCES.md). A relative directory is relative to where the command runs: the project root.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from repro.io import parse_json_rows
+from repro.io import parse_json_rows, read_yaml
 from repro.registry import unknown_name_message
 from repro.schema import ConfigError, from_dict
 
@@ -135,7 +134,7 @@ def benchmarks() -> dict[str, Benchmark]:
     """Every benchmark definition, by name (read once per process)."""
     found: dict[str, Benchmark] = {}
     for path in sorted(BENCHMARK_DIR.glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
         bench = from_dict(Benchmark, raw, str(path))
         if bench.name != path.stem:
             raise ConfigError(f"{path}: name {bench.name!r} must equal the file name {path.stem!r}")
@@ -164,7 +163,7 @@ def data_dir(configured: str | None) -> Path | None:
         origin = f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else "eval.data_dir"
         raise ConfigError(
             f"{origin} = {chosen!r}: no such directory. Point it at a folder of benchmark JSONL files "
-            "such as ../shared/data/math, or unset it to load from the hub."
+            "such as the shipped data/math (run from the project root), or unset it to load from the hub."
         )
     return path
 
@@ -184,7 +183,7 @@ def load_items(bench: Benchmark, local_dir: Path | None, limit: int | None = Non
         if not path.is_file():
             raise ConfigError(
                 f"benchmark {bench.name}: {path} is missing. The local data directory must hold {spec.local_file} "
-                f"with fields id, problem, answer (see ../shared/data/SOURCES.md)."
+                f"with fields id, problem, answer (see data/SOURCES.md)."
             )
         rows = parse_json_rows(path.read_text(encoding="utf-8"), str(path))
         items = [Item(str(r["id"]), str(r["problem"]), _answer_string(r["answer"])) for r in rows]
@@ -209,7 +208,7 @@ def _load_hub(bench: Benchmark) -> list[Item]:
         raise ConfigError(
             f"benchmark {bench.name}: cannot load {spec.hub_id} from the hub ({type(err).__name__}: {err}). "
             f"Offline, set {DATA_DIR_ENV} (or eval.data_dir) to a directory with {spec.local_file}, "
-            "e.g. ../shared/data/math."
+            "e.g. the shipped data/math."
         ) from err
     items = []
     for i, row in enumerate(rows):

@@ -30,8 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import yaml
-
+from repro.io import read_yaml
 from repro.registry import Registry, unknown_name_message
 from repro.schema import ConfigError, from_dict
 
@@ -296,7 +295,7 @@ def judged_benchmarks() -> dict[str, JudgedBenchmark]:
     """Every judged benchmark definition, by name (read once per process)."""
     found: dict[str, JudgedBenchmark] = {}
     for path in sorted(JUDGE_BENCHMARK_DIR.glob("*.yaml")):
-        bench = from_dict(JudgedBenchmark, yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+        bench = from_dict(JudgedBenchmark, read_yaml(path), str(path))
         if bench.name != path.stem:
             raise ConfigError(f"{path}: name {bench.name!r} must equal the file name {path.stem!r}")
         bench.check(str(path))

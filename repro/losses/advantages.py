@@ -60,19 +60,35 @@ def leave_one_out(rewards: torch.Tensor, G: int, std_scope: str = "none") -> tor
 
     std_scope "batch" then z-scores the advantages over the batch, (Â − mean Â)/(std Â + 1e-4), as TRL's
     RLOO `normalize_advantages` does; "group" divides by the group's reward std.
+
+    A NaN reward marks an unscorable completion, as in `group_normalised`: it is absent. The baseline of a
+    completion is the mean of the other scorable rewards of its group (n_g of them: Σ_{j≠i} r_j / (n_g − 1), as
+    TRL 1.16's RLOO), an unscorable completion gets advantage 0 and is left out of the stds. A completion that is
+    the only scorable one of its group has no others to form a baseline: advantage 0, as `group_normalised` gives
+    it (r_i − its own mean). On NaN-free input n_g = G and this is the formula above.
     """
     if G < 2:
         raise ValueError("leave-one-out needs G ≥ 2 completions per prompt")
     r = _grouped(rewards, G)  # [N/G, G]
-    baseline = (r.sum(dim=1, keepdim=True) - r) / (G - 1)  # [N/G, G]
+    if not r.isnan().any():  # the plain formula, bit for bit what runs before NaN handling existed gave
+        adv = (r - (r.sum(dim=1, keepdim=True) - r) / (G - 1)).reshape(-1)  # [N]
+        if std_scope == "group":
+            return (adv.view(-1, G) / (r.std(dim=1, keepdim=True) + STD_EPS)).reshape(-1)
+        if std_scope == "batch":
+            return (adv - adv.mean()) / (adv.std() + STD_EPS)
+        if std_scope == "none":
+            return adv
+    n = (~r.isnan()).sum(dim=1, keepdim=True)  # [N/G, 1] scorable completions per group
+    others = (r.nansum(dim=1, keepdim=True) - r) / (n - 1).clamp(min=1)  # [N/G, G]; NaN for an unscorable row
+    baseline = torch.where(n > 1, others, torch.nan)  # a lone scorable completion has no baseline: Â = NaN → 0 below
     adv = (r - baseline).reshape(-1)  # [N]
     if std_scope == "group":
-        adv = (adv.view(-1, G) / (r.std(dim=1, keepdim=True) + STD_EPS)).reshape(-1)
+        adv = (adv.view(-1, G) / (_nanstd(r, dim=1) + STD_EPS)).reshape(-1)
     elif std_scope == "batch":
-        adv = (adv - adv.mean()) / (adv.std() + STD_EPS)
+        adv = (adv - adv.nanmean()) / (_nanstd(adv, dim=0) + STD_EPS)
     elif std_scope != "none":
         raise ValueError(f"unknown std scope {std_scope!r}; valid: {', '.join(STD_SCOPES)}")
-    return adv  # [N]
+    return torch.nan_to_num(adv, nan=0.0)  # [N]
 
 
 @ADVANTAGES.register("reward")

@@ -354,6 +354,45 @@ def alphapo(x: PreferenceLogps, p: PreferenceParams) -> PreferenceLossOutput:
     )
 
 
+register_simpo = _register(
+    "simpo",
+    "SimPO, Meng et al. 2024, arXiv 2405.14734 Eq. 6 (TRL CPOConfig loss_type simpo; α-reward when alpha ≠ 0)",
+    needs_reference=False,
+)
+register_simpo(alphapo)  # the same formula: CPOTrainer computes both as "simpo"; only cpo_alpha's default differs
+
+
+@_register("sft", "TRL 1.16 DPOTrainer loss_type sft: the NLL of the chosen completions", needs_reference=False)
+def sft(x: PreferenceLogps, p: PreferenceParams) -> PreferenceLossOutput:
+    """−Σ_pairs logπ_θ(y_c|x) / Σ_pairs |y_c|: the token mean of the chosen completions' NLL over the batch, the same
+    value for every pair (so the trainer's mean over pairs is that token mean). Rewards: β·ρ when the reference is
+    given, else β·logπ (nothing to compare against)."""
+    nll = -x.chosen.sum() / x.chosen_lengths.sum().clamp(min=1)  # []
+    rho_c, rho_r = _log_ratios(x) if x.ref_chosen is not None else (x.chosen, x.rejected)
+    return PreferenceLossOutput(
+        losses=nll.expand_as(x.chosen),  # [B]
+        chosen_rewards=(p.beta * rho_c).detach(),  # [B]
+        rejected_rewards=(p.beta * rho_r).detach(),  # [B]
+    )
+
+
+def combined_loss(terms: list[tuple[str, float]]) -> PreferenceLoss:
+    """Σ_k w_k·ℓ_k over named losses (TRL 1.16 DPOConfig `loss_type` list with `loss_weights`, e.g. MPO's
+    [sigmoid, bco_pair, sft]; CPO's `cpo_alpha`·NLL is the term (sft, cpo_alpha)). One term of weight 1 is that
+    loss itself. Rewards are the first term's."""
+    losses = [(PREFERENCE_LOSSES.get(name), weight) for name, weight in terms]
+    if len(losses) == 1 and losses[0][1] == 1.0:
+        return losses[0][0]
+
+    def fn(x: PreferenceLogps, p: PreferenceParams) -> PreferenceLossOutput:
+        outs = [(loss.fn(x, p), weight) for loss, weight in losses]
+        total = sum(weight * out.losses for out, weight in outs)  # [B]
+        return PreferenceLossOutput(total, outs[0][0].chosen_rewards, outs[0][0].rejected_rewards)  # type: ignore[arg-type]
+
+    citation = " + ".join(f"{weight:g}·{name}" for name, weight in terms)
+    return PreferenceLoss(fn=fn, needs_reference=any(loss.needs_reference for loss, _ in losses), citation=citation)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Unpaired BCO (TRL's experimental BCOTrainer, present in the 1.10 snapshot, removed before 1.16; reference §3.11)
 # ----------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ sampled tokens under the trainer's pre-update policy and under the sampler):
 
 ρ carries no gradient; the per-token loss is multiplied by it before the KL term is added (TRL 1.16
 `GRPOTrainer`, vllm_importance_sampling_mode; reference/trl_losses.md §1.6). C_min None: no lower bound.
+A masked-out ρ is exactly 0, also where e^{Δ} overflows to inf (inf·0 would be NaN); a truncated one is C_max.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def _in_range(ratio: torch.Tensor, c_min: float | None, c_max: float) -> torch.T
     return low & (ratio <= c_max)
 
 
+def _masked_ratio(ratio: torch.Tensor, c_min: float | None, c_max: float) -> torch.Tensor:
+    """ρ·1[C_min ≤ ρ ≤ C_max], selected rather than multiplied: an overflowed ρ = inf is out of range and gives 0,
+    not inf·0 = NaN (a long sequence's Σ_t Δ_t of ~90 already overflows float32)."""
+    return torch.where(_in_range(ratio, c_min, c_max), ratio, torch.zeros_like(ratio))
+
+
 @ROLLOUT_CORRECTIONS.register("none")
 def no_correction(old_logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor,
                   c_min: float | None, c_max: float) -> torch.Tensor:  # fmt: skip
@@ -52,7 +59,7 @@ def token_truncate(old_logp: torch.Tensor, rollout_logp: torch.Tensor, mask: tor
 def token_mask(old_logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor,
                c_min: float | None, c_max: float) -> torch.Tensor:  # fmt: skip
     ratio = torch.exp(_log_delta(old_logp, rollout_logp, mask))  # [B, T]
-    return ratio * _in_range(ratio, c_min, c_max)
+    return _masked_ratio(ratio, c_min, c_max)
 
 
 @ROLLOUT_CORRECTIONS.register("sequence_truncate")
@@ -66,4 +73,4 @@ def sequence_truncate(old_logp: torch.Tensor, rollout_logp: torch.Tensor, mask: 
 def sequence_mask(old_logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor,
                   c_min: float | None, c_max: float) -> torch.Tensor:  # fmt: skip
     ratio = torch.exp(_log_delta(old_logp, rollout_logp, mask).sum(dim=-1, keepdim=True))  # [B, 1]
-    return ratio * _in_range(ratio, c_min, c_max)
+    return _masked_ratio(ratio, c_min, c_max)

@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
-# the tokenizer's text when none is given: the local GSM8K and MATH training copies (../shared/data/SOURCES.md)
-DEFAULT_CORPUS = ("../shared/data/math/gsm8k_train.jsonl", "../shared/data/math/math_train.jsonl")
+# The tokenizer's text when none is given: the GSM8K and MATH-500 copies shipped in the repository (data/SOURCES.md),
+# found from the package's checkout so any working directory will do. They are evaluation sets, but the stand-in
+# only exercises the plumbing (60 steps teaching a ~100k-parameter model to end its turns); pass training files
+# (e.g. <data_dir>/math/gsm8k_train.jsonl) where that matters.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CORPUS = (PROJECT_ROOT / "data/math/gsm8k.jsonl", PROJECT_ROOT / "data/math/math500.jsonl")
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Qwen2.5-Instruct's template, reduced to plain messages: a default system turn when the conversation has none.
 CHATML_TEMPLATE = (

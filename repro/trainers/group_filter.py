@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -24,6 +25,13 @@ def keep_all(rewards: torch.Tensor, G: int) -> torch.Tensor:
 def drop_zero_std(rewards: torch.Tensor, G: int) -> torch.Tensor:
     """DAPO §3.2 (Eq. 11 constraint 0 < |{o_i correct}| < G): keep groups whose rewards are not all equal."""
     return ~zero_std_groups(rewards, G)  # [N/G]
+
+
+def config_group_filter(train: Any) -> GroupFilterFn:
+    """The group filter a run's config selects: DAPO's dynamic sampling where `train.dynamic_sampling` is true, else
+    none. OnlineRLTrainer takes it from here and from nowhere else, so that no paper's trainer.py can run another
+    filter than the one its config.resolved.yaml records."""
+    return GROUP_FILTERS.get("dynamic_sampling" if train.dynamic_sampling else "none")
 
 
 def group_rows(groups: torch.Tensor, G: int) -> torch.Tensor:

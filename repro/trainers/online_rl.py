@@ -3,7 +3,8 @@
     sample → reward → group filter (refill) → overlong mask → advantages → old/ref log-probs
     → shuffled micro-batches (steps_per_generation, num_iterations) → loss → optimizer step
 
-Every paper's trainer composes this loop; no paper subclasses it.
+Every paper's trainer composes this loop; no paper subclasses it, and no paper's trainer.py passes what a config
+key decides (the group filter is `train.dynamic_sampling`'s: group_filter.py config_group_filter).
 
 Data parallel (`accelerate launch`, repro/distributed.py): every rank draws the same global prompts, samples its
 share of the groups (`train.rollout_seeding: per_group`, so a group's samples do not depend on the rank that drew
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from repro.config import RunConfig, reward_params
+from repro.config import RunConfig, TrainConfig, reward_params
 from repro.data.templates import render
 from repro.distributed import DataParallel, require_sample_seeds
 from repro.io import write_text
@@ -41,7 +42,14 @@ from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, con
 from repro.schema import ConfigError
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
-from repro.trainers.group_filter import GROUP_FILTERS, RETAIN_SCORES, GroupFilterFn, group_rows, retain_top_k
+from repro.trainers.group_filter import (
+    GROUP_FILTERS,
+    RETAIN_SCORES,
+    GroupFilterFn,
+    config_group_filter,
+    group_rows,
+    retain_top_k,
+)
 from repro.trainers.logprobs import completion_logprobs
 from repro.trainers.loop import adamw, clipped_update, json_line, mean_rows
 from repro.trainers.perception import make_probe
@@ -76,7 +84,6 @@ class OnlineRLTrainer:
         out_dir: Path,
         seed: int,
         ref_model: torch.nn.Module | None = None,
-        group_filter: GroupFilterFn | None = None,
         processor: Any = None,  # a vision-language policy's processor (prompts then carry images)
         dp: DataParallel | None = None,  # several processes under `accelerate launch` (repro/distributed.py)
     ) -> None:
@@ -92,7 +99,7 @@ class OnlineRLTrainer:
         self.processor = processor
         self.perception = make_probe(cfg.train, processor, model, seed)  # PAPO; None for text policies
         self.forward_model = self.dp.wrap_model(model)  # DDP under several processes: the loss's forward/backward
-        self.group_filter = group_filter or GROUP_FILTERS.get("dynamic_sampling" if self.t.dynamic_sampling else "none")
+        self.group_filter: GroupFilterFn = config_group_filter(self.t)  # train.dynamic_sampling; no caller picks one
         self.rewards = [
             RewardTerm(n, float(s.get("weight", 1.0)), reward_params(cfg, n)) for n, s in cfg.rewards.items()
         ]
@@ -276,9 +283,7 @@ class OnlineRLTrainer:
     def _train_on(self, gen: GenerationResult, gen_metrics: dict[str, float], pbar: tqdm) -> None:
         t = self.t
         b = gen.batch
-        mask = b.completion_mask.clone()  # [N, T]
-        if t.mask_truncated_completions:  # DAPO §3.4 overlong filtering: truncated samples carry no loss
-            mask = mask * (~b.truncated).float().unsqueeze(1)
+        mask = loss_mask(b, t.mask_truncated_completions)  # [N, T]
         ctx = AggregationContext(
             grad_accum_steps=t.gradient_accumulation_steps,
             steps_per_generation=t.spg,
@@ -294,12 +299,8 @@ class OnlineRLTrainer:
                 old_logp = self._batch_logprobs(self.model, b)  # [N, T]
             if t.beta != 0.0 and self.ref_model is not None:
                 ref_logp = self._batch_logprobs(self.ref_model, b)  # [N, T]
-        rewards = gen.rewards  # [N]
-        if t.kl_in_reward and t.beta != 0.0:  # needs_old_logp holds in this case
-            if ref_logp is None:
-                raise ValueError("kl_in_reward with beta ≠ 0 needs a reference model (ref_model)")
-            penalty = sequence_kl_penalty(old_logp, ref_logp, b.completion_mask)  # [N]
-            rewards = rewards - t.beta * penalty  # RLOO: before the leave-one-out baseline
+        rewards, penalty = kl_shaped_rewards(t, gen.rewards, b, old_logp, ref_logp)  # [N], [N] or None
+        if penalty is not None:
             gen_metrics["kl_penalty"] = float(penalty.mean())
         G = t.update_group_size  # GFPO: advantages over the retained rows of each group
         advantages = ADVANTAGES.get(t.advantage_estimator)(rewards, G, t.scale_rewards)  # [N]
@@ -597,6 +598,32 @@ def check_data_parallel(cfg: RunConfig, world: int, images: bool, strategy: str 
             f"this run was launched on {world} processes, but data-parallel online RL covers text policies only "
             "(a vision-language policy's image inputs and PAPO's masked views are not sharded); run it as one process"
         )
+
+
+def loss_mask(b: RolloutBatch, mask_truncated: bool) -> torch.Tensor:
+    """M [N, T] of the loss, its token normaliser and RLOO's in-reward KL: the completion mask, with every truncated
+    row zeroed under train.mask_truncated_completions (DAPO §3.4 overlong filtering: truncated samples carry no loss)."""
+    if not mask_truncated:
+        return b.completion_mask.clone()  # [N, T]
+    return b.completion_mask * (~b.truncated).float().unsqueeze(1)  # [N, T]
+
+
+def kl_shaped_rewards(
+    t: TrainConfig, rewards: torch.Tensor, b: RolloutBatch, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The rewards the advantage estimator sees [N], and RLOO's sequence KL penalty KL_i [N] (None when unused).
+
+    train.kl_in_reward: r_i ← r_i − β·Σ_t M_t(ℓ^old_t − ℓ^ref_t) before the leave-one-out baseline, with M the loss
+    mask, so a completion masked out as truncated carries no KL penalty either (its tokens are out of M).
+    """
+    if not (t.kl_in_reward and t.beta != 0.0):
+        return rewards, None
+    if ref_logp is None:
+        raise ValueError("kl_in_reward with beta ≠ 0 needs a reference model (ref_model)")
+    if old_logp is None:  # the trainer computes them whenever kl_in_reward is on (needs_old_logp)
+        raise ValueError("kl_in_reward needs the pre-update log-probs ℓ^old of every row before the first update")
+    penalty = sequence_kl_penalty(old_logp, ref_logp, loss_mask(b, t.mask_truncated_completions))  # [N]
+    return rewards - t.beta * penalty, penalty
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:

@@ -23,11 +23,11 @@ from repro.data.preference import PreferencePair, UnpairedExample
 from repro.distributed import DataParallel
 from repro.io import read_json, write_json
 from repro.losses.preference import (
-    PREFERENCE_LOSSES,
     PreferenceLogps,
     PreferenceParams,
     RunningMoments,
     bco_unpaired_loss,
+    combined_loss,
 )
 from repro.preference_config import PreferenceRunConfig
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
@@ -55,7 +55,7 @@ class PreferenceTrainer:
         self.examples = examples
         if not examples:
             raise ValueError("no training examples: the preference data is empty after filtering")
-        self.loss = None if self.unpaired else PREFERENCE_LOSSES.get(self.t.loss_type)
+        self.loss = None if self.unpaired else combined_loss(self.t.loss_terms)
         self.needs_reference = self.unpaired or self.loss.needs_reference
         # A reference-free loss (AlphaPO) still logs ρ = log π − log π_ref when the reference is precomputed
         # (one cheap pass): likelihood displacement is what its paper measures.

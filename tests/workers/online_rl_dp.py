@@ -22,7 +22,6 @@ from repro.distributed import DataParallel
 from repro.models.loading import load_policy
 from repro.rewards.functions import REWARDS
 from repro.rollout.hf import make_backend
-from repro.trainers.group_filter import GROUP_FILTERS
 from repro.trainers.online_rl import OnlineRLTrainer
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -80,8 +79,7 @@ def run(dp: DataParallel, model_dir: str, out_dir: Path, per_device: int, steps:
 
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
     trainer = OnlineRLTrainer(
-        cfg, policy, tok, prompts, make_backend("hf", policy, tok), out_dir, seed=0, ref_model=reference,
-        group_filter=GROUP_FILTERS.get("dynamic_sampling" if cfg.train.dynamic_sampling else "none"), dp=dp,
+        cfg, policy, tok, prompts, make_backend("hf", policy, tok), out_dir, seed=0, ref_model=reference, dp=dp
     )  # fmt: skip
     trainer.train(progress=False)
     return policy
