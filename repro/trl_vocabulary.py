@@ -365,6 +365,9 @@ HINTS: dict[str, str] = {
     "logging_dir": "metrics go to the run's metrics.jsonl",
     "reward_weights": "give each reward's weight in the `rewards:` section (name: {weight: w})",
     "entropy_coef": "an entropy bonus is not implemented for this kind here",
+    "generation_batch_size": "the generation batch here is per_device_train_batch_size × steps_per_generation",
+    "normalize_advantages": "RLOO's batch normalisation is train.scale_rewards: batch",
+    "num_generations_eval": "evaluation samples are eval.k",
 }
 
 # Defaults of this harness that differ from TRL 1.16's on purpose: kind -> key -> (TRL's default, why ours differs).
