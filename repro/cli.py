@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--strict", action="store_true", help="exit 1 when a mechanism claim is vacuous")
 
+    s = sub.add_parser(
+        "numerics",
+        help="this machine's CPU, the pinned numerics, and the fingerprints in results/fingerprints.json recomputed",
+    )
+    s.add_argument("--runs", action="store_true", help="also a 2-step smoke run per trainer kind (about a minute)")
+    s.add_argument("--record", action="store_true", help="write the fingerprints computed here to the file")
+    s.add_argument("--strict", action="store_true", help="exit 1 unless pinned and every compared fingerprint matches")
+
     s = sub.add_parser("list", help="list registry entries")
     s.add_argument("what", choices=LISTABLE)
     s.add_argument("--paper", default=None, help="for `list variants`")
@@ -267,6 +275,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         rows, totals = audit(Path("."), args.tier, args.recompute)
         print(render_audit(rows, totals))
         return 1 if args.strict and totals["vacuous"] else 0
+    elif args.verb == "numerics":
+        from repro.fingerprints import report
+        from repro.numerics import state
+
+        lines, matched, compared = report(args.runs, args.record)
+        print("\n".join(lines))
+        return 1 if args.strict and (matched < compared or not state()["pinned"]) else 0
     elif args.verb == "list":
         for line in _list(args.what, args.paper):
             print(line)

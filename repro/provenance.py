@@ -59,8 +59,22 @@ def collect_provenance(
         "cpu": cpu_name(),
         "platform": platform.platform(),
         "gpu": gpu_name(),
+        "numerics": numerics_state(),
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def numerics_state() -> dict[str, Any] | None:
+    """Whether CPU numerics were pinned and which kernels ATen used (repro/numerics.py); None where torch was not
+    loaded (a report or index job: importing it only for this would cost seconds)."""
+    if "torch" not in sys.modules:
+        return None
+    from repro.numerics import state
+
+    try:
+        return state()
+    except Exception:  # provenance never raises
+        return None
 
 
 def code_sha256(repo: Path) -> str | None:

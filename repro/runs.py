@@ -59,12 +59,16 @@ def use_threads(configured: int) -> int:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every RNG; with pinned numerics, torch's deterministic algorithms too (repro/numerics.py)."""
     import numpy as np
     import torch
+
+    from repro.numerics import use_deterministic_torch
 
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    use_deterministic_torch()
 
 
 def train_run(

@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
+import repro  # noqa: E402, F401  (pins CPU numerics before torch runs a kernel: repro/numerics.py)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """The suite runs torch on one thread: on a busy 2-core machine two spinning OpenMP threads made a 0.7 s SFT

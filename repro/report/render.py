@@ -445,10 +445,20 @@ def determinism_note(run_provenance: list[dict[str, Any]]) -> str:
             "(atomic adds, autotuned reductions): a rerun with the same seed matches these numbers statistically, "
             "not bit for bit. Runs on CPU are bit-identical for a seed on the same machine."
         )
+    numerics = [p.get("numerics") for p in run_provenance if p.get("numerics")]
+    if numerics and all(n.get("pinned") for n in numerics):
+        return (
+            "**Determinism:** every run ran on CPU with pinned numerics (ATen, MKL and oneDNN at AVX2; "
+            "`repro/numerics.py`): a rerun with the same seed reproduces its metrics bit for bit on any x86-64 CPU "
+            "with AVX2 and the same package versions (`requirements.lock`); GPU kernels are not bit-deterministic."
+        )
+    native = sorted({str(n.get("aten_capability")) for n in numerics if not n.get("pinned")})
     return (
-        "**Determinism:** every run ran on CPU: a rerun with the same seed on the same machine reproduces its metrics "
-        "bit for bit (`tests/test_faults.py`); another CPU or library build may differ in the last bits, and GPU "
-        "kernels are not bit-deterministic."
+        "**Determinism:** every run ran on CPU"
+        + (f" with native numerics (kernels: {', '.join(native)}; `REPRO_NUMERICS=native`)" if native else "")
+        + ": a rerun with the same seed on the same machine reproduces its metrics bit for bit "
+        "(`tests/test_faults.py`); another CPU or library build may differ in the last bits, and GPU kernels are not "
+        "bit-deterministic."
     )
 
 
