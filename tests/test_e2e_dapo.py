@@ -91,6 +91,16 @@ def test_every_run_read_the_clones_own_benchmark_copies(project) -> None:
         assert dataset == {"source": str(shipped.resolve()), "hash": items_hash(expected), "n_items": 30}
 
 
+def test_the_smoke_base_built_here_has_the_recorded_fingerprint(project) -> None:
+    """Pinned numerics (repro/numerics.py): the base the DAG builds in the clone is, bit for bit, the one recorded in
+    results/fingerprints.json, whatever x86-64 CPU with AVX2 built either."""
+    from repro.fingerprints import FILE, weights_sha256
+
+    work, _, _ = project
+    recorded = json.loads((ROOT / FILE).read_text(encoding="utf-8"))["base:smoke"]
+    assert weights_sha256(work / "results" / "base" / "smoke" / "model") == recorded["sha256"], recorded["cpu"]
+
+
 def test_report_is_rendered_with_figures(project) -> None:
     work, _, first = project
     report = work / "reports" / "dapo" / "report.md"

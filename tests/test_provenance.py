@@ -25,6 +25,7 @@ KEYS = {
     "cpu",
     "platform",
     "gpu",
+    "numerics",
     "timestamp_utc",
 }
 
@@ -44,6 +45,7 @@ def test_fields_and_config_hash(tmp_path: Path) -> None:
     assert prov["cpu_count"] >= 1 and prov["python"].startswith("3.")
     assert datetime.fromisoformat(prov["timestamp_utc"]).utcoffset().total_seconds() == 0
     assert prov["gpu"] is None or isinstance(prov["gpu"], str)
+    assert prov["numerics"]["pinned"] is True  # torch is loaded in the test process, and numerics are pinned
 
 
 def test_outside_git_is_unknown(tmp_path: Path) -> None:
