@@ -14,6 +14,7 @@ from pathlib import Path
 
 from repro.config import EvalConfig
 from repro.io import read_yaml, write_json
+from repro.numerics import state as numerics_state
 from repro.schema import ConfigError, from_dict
 
 # Threads of a base build; the Snakefile's prepare_base rule declares this many, so no other job shares its cores
@@ -184,6 +185,7 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
         "accuracy_band": [low, high],
         "in_band": in_band,
         "wall_time_s": time.time() - started,
+        "numerics_pinned": numerics_state()["pinned"],  # runs on this base compare it with their own (runs.py)
     }
     print(
         f"base model: {summary['params']:,} params, {s.steps} SFT steps, greedy {result['greedy_accuracy']:.3f}, "

@@ -12,6 +12,7 @@ import importlib
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,25 @@ def resolve_model_path(name_or_path: str) -> str:
             f"Build it with `snakemake results/base/{base}/prepare.json` "
             f"(or `python -m repro prepare --config configs/base/{base}.yaml --out results/base/{base}`)."
         )
+    _warn_if_built_with_other_numerics(base)
     return str(path)
+
+
+def _warn_if_built_with_other_numerics(base: str) -> None:
+    """A base built before numerics were pinned (or with the other setting) gives runs that another machine cannot
+    reproduce bit for bit: say so, with the fix (repro/numerics.py)."""
+    from repro.io import read_json
+    from repro.numerics import wanted
+
+    built = read_json(BASE_ROOT / base / "prepare.json").get("numerics_pinned")
+    if built is None or built != wanted():
+        how = "before numerics were pinned" if built is None else f"with numerics {'pinned' if built else 'native'}"
+        print(
+            f"warning: results/base/{base} was built {how}, and this run's numerics are "
+            f"{'pinned' if wanted() else 'native'}: its numbers will not match another machine's; rebuild it "
+            f"(rm -r results/base/{base} && snakemake results/base/{base}/prepare.json)",
+            file=sys.stderr,
+        )
 
 
 THREADS_ENV = "REPRO_THREADS"  # the cores the scheduler gave this job (the Snakefile sets it from the rule's threads)

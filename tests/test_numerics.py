@@ -83,3 +83,18 @@ def test_provenance_records_the_numerics_of_the_run() -> None:
 
     numerics = collect_provenance()["numerics"]
     assert numerics["pinned"] is True and numerics["aten_capability"] == "AVX2"
+
+
+@pytest.mark.parametrize(("recorded", "warns"), [(None, True), (False, True), (True, False)])
+def test_a_base_built_with_other_numerics_is_named_with_the_fix(
+    recorded: bool | None, warns: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import repro.runs as runs
+
+    (tmp_path / "smoke").mkdir()
+    summary = {} if recorded is None else {"numerics_pinned": recorded}
+    (tmp_path / "smoke" / "prepare.json").write_text(json.dumps(summary), encoding="utf-8")
+    monkeypatch.setattr(runs, "BASE_ROOT", tmp_path)
+    assert runs.resolve_model_path("prepared:smoke") == str(tmp_path / "smoke" / "model")
+    err = capsys.readouterr().err
+    assert ("rm -r results/base/smoke && snakemake results/base/smoke/prepare.json" in err) is warns
