@@ -282,16 +282,15 @@ def check_trl_names(raw: dict[str, Any], kind: str, train_cls: type, where: str)
                 )
     loss = train.get("loss_type")
     names = [loss] if isinstance(loss, str) else loss if isinstance(loss, list) else []
-    ours = {f.name: f for f in dataclasses.fields(train_cls)}
     for name in names:
-        if isinstance(name, str) and name in LOSS_TYPES.get(kind, ()) and not _implemented_loss(kind, name, ours):
+        if isinstance(name, str) and name in LOSS_TYPES.get(kind, ()) and not _implemented_loss(kind, name):
             raise ConfigError(
                 f"{where}: train.loss_type: {name!r} is a TRL {TRL_VERSION} loss that is not implemented in this "
                 f"harness; see `python -m repro list` for the loss types it has"
             )
 
 
-def _implemented_loss(kind: str, name: str, fields: dict[str, Any]) -> bool:
+def _implemented_loss(kind: str, name: str) -> bool:
     if kind == ONLINE_RL:
         from repro.losses.presets import PRESETS
 
@@ -425,8 +424,14 @@ def merged_paper_config(paper_dir: Path, tier: str, variant: str, overrides: Ove
 def load_paper_config(paper_dir: str | Path, tier: str, variant: str, overrides: Overrides | None = None) -> Any:
     """The validated config of one run: a RunConfig, or another trainer kind's (repro/trainer_kinds.py)."""
     paper_dir = Path(paper_dir)
-    where = f"{paper_dir.name} tier={tier} variant={variant}" + (f" ({overrides.describe()})" if overrides else "")
-    return resolve(merged_paper_config(paper_dir, tier, variant, overrides), where)
+    return resolve(
+        merged_paper_config(paper_dir, tier, variant, overrides), paper_where(paper_dir.name, tier, variant, overrides)
+    )
+
+
+def paper_where(paper: str, tier: str, variant: str, overrides: Overrides | None = None) -> str:
+    """How errors name one run's config: paper, tier, variant and the overrides on it."""
+    return f"{paper} tier={tier} variant={variant}" + (f" ({overrides.describe()})" if overrides else "")
 
 
 def load_config_file(path: str | Path) -> Any:

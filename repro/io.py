@@ -63,6 +63,10 @@ class YamlFileError(ConfigError, yaml.YAMLError):
     """A YAML file that does not parse, or maps a key twice: the message names the file, line and column."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping."""
+
+
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last one
     silently: a config whose second `beta:` wins is not what its author read)."""
@@ -74,7 +78,7 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, list | dict):
                 continue  # an unhashable key: PyYAML's own error says so below
             if key in seen:
-                raise yaml.constructor.ConstructorError(
+                raise _DuplicateKey(
                     None,
                     None,
                     f"key {key!r} appears twice in one mapping (first on line {seen[key]})",
@@ -94,7 +98,7 @@ def parse_yaml(text: str, source: str = "<text>") -> Any:
         problem = getattr(err, "problem", None) or str(err)
         if "could not determine a constructor" in str(err):
             problem = f"{problem.strip()}: only plain YAML (mappings, lists, strings, numbers, true/false) is read here"
-        if "appears twice" in problem:
+        if isinstance(err, _DuplicateKey):
             raise YamlFileError(f"{where}: {problem}; keep one of them") from None
         raise YamlFileError(f"{where}: not valid YAML: {problem}") from None
 

@@ -37,7 +37,7 @@ def check_papers(papers: list[str], tier: str, overrides: Any = None, sources: b
     """Check every variant of each paper at `tier` (`sources`: its models and data too, else the configs alone);
     the lines to print. Raises ConfigError on the first problem."""
     from repro import workflow
-    from repro.config import load_paper_config, merged_paper_config
+    from repro.config import merged_paper_config, paper_where, resolve
     from repro.trl_vocabulary import differing_defaults
 
     lines = []
@@ -46,12 +46,12 @@ def check_papers(papers: list[str], tier: str, overrides: Any = None, sources: b
         check_folder(Path("papers") / paper)
         differing: dict[str, list[str]] = {}  # line -> variants that leave that key at our default
         for variant in workflow.variants(paper):
-            cfg = load_paper_config(Path("papers") / paper, tier, variant, overrides)
+            raw = merged_paper_config(Path("papers") / paper, tier, variant, overrides)
+            cfg = resolve(raw, paper_where(paper, tier, variant, overrides))
             where = f"{paper} tier={tier} variant={variant}"
             notes = check_sources(cfg, where, checked_models) if sources else []
             lines.append(f"ok {where}" + (f" ({'; '.join(notes)})" if notes else ""))
-            given = merged_paper_config(Path("papers") / paper, tier, variant, overrides).get("train") or {}
-            for line in differing_defaults(cfg, given):
+            for line in differing_defaults(cfg, raw.get("train") or {}):
                 differing.setdefault(line, []).append(variant)
         every = len(workflow.variants(paper))
         for line, where_unset in differing.items():

@@ -162,13 +162,15 @@ def rloo_config(mask_truncated: bool) -> TrainConfig:
 def test_in_reward_kl_skips_a_completion_masked_as_truncated() -> None:
     b = kl_batch()
     assert torch.equal(loss_mask(b, True), torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
-    rewards, penalty = kl_shaped_rewards(rloo_config(True), torch.tensor([1.0, 1.0]), b, OLD, REF)
+    rewards, penalty = kl_shaped_rewards(rloo_config(True), torch.tensor([1.0, 1.0]), loss_mask(b, True), OLD, REF)
     assert_values(penalty, [0.0, 2.0])  # row 0's tokens are out of the loss mask: no KL either
     assert_values(rewards, [1.0, 1.0 - 0.1 * 2.0])
 
 
 def test_in_reward_kl_counts_a_truncated_completion_the_loss_keeps() -> None:
-    rewards, penalty = kl_shaped_rewards(rloo_config(False), torch.tensor([1.0, 1.0]), kl_batch(), OLD, REF)
+    rewards, penalty = kl_shaped_rewards(
+        rloo_config(False), torch.tensor([1.0, 1.0]), loss_mask(kl_batch(), False), OLD, REF
+    )
     assert_values(penalty, [3.0, 2.0])
     assert_values(rewards, [1.0 - 0.1 * 3.0, 1.0 - 0.1 * 2.0])
 
@@ -176,7 +178,7 @@ def test_in_reward_kl_counts_a_truncated_completion_the_loss_keeps() -> None:
 def test_in_reward_kl_off_leaves_the_rewards() -> None:
     r = torch.tensor([1.0, 0.0])
     cfg = TrainConfig(max_steps=1, learning_rate=1e-6, beta=0.1)  # kl_in_reward off: β is a loss term
-    rewards, penalty = kl_shaped_rewards(cfg, r, kl_batch(), OLD, REF)
+    rewards, penalty = kl_shaped_rewards(cfg, r, loss_mask(kl_batch(), False), OLD, REF)
     assert penalty is None and torch.equal(rewards, r)
     with pytest.raises(ValueError, match="needs a reference model"):
-        kl_shaped_rewards(rloo_config(True), r, kl_batch(), OLD, None)
+        kl_shaped_rewards(rloo_config(True), r, loss_mask(kl_batch(), True), OLD, None)

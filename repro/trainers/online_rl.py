@@ -299,7 +299,7 @@ class OnlineRLTrainer:
                 old_logp = self._batch_logprobs(self.model, b)  # [N, T]
             if t.beta != 0.0 and self.ref_model is not None:
                 ref_logp = self._batch_logprobs(self.ref_model, b)  # [N, T]
-        rewards, penalty = kl_shaped_rewards(t, gen.rewards, b, old_logp, ref_logp)  # [N], [N] or None
+        rewards, penalty = kl_shaped_rewards(t, gen.rewards, mask, old_logp, ref_logp)  # [N], [N] or None
         if penalty is not None:
             gen_metrics["kl_penalty"] = float(penalty.mean())
         G = t.update_group_size  # GFPO: advantages over the retained rows of each group
@@ -609,12 +609,16 @@ def loss_mask(b: RolloutBatch, mask_truncated: bool) -> torch.Tensor:
 
 
 def kl_shaped_rewards(
-    t: TrainConfig, rewards: torch.Tensor, b: RolloutBatch, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None
+    t: TrainConfig,
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The rewards the advantage estimator sees [N], and RLOO's sequence KL penalty KL_i [N] (None when unused).
 
-    train.kl_in_reward: r_i ← r_i − β·Σ_t M_t(ℓ^old_t − ℓ^ref_t) before the leave-one-out baseline, with M the loss
-    mask, so a completion masked out as truncated carries no KL penalty either (its tokens are out of M).
+    train.kl_in_reward: r_i ← r_i − β·Σ_t M_t(ℓ^old_t − ℓ^ref_t) before the leave-one-out baseline, with M [N, T]
+    the loss mask (`loss_mask`), so a completion masked out as truncated carries no KL penalty either.
     """
     if not (t.kl_in_reward and t.beta != 0.0):
         return rewards, None
@@ -622,7 +626,7 @@ def kl_shaped_rewards(
         raise ValueError("kl_in_reward with beta ≠ 0 needs a reference model (ref_model)")
     if old_logp is None:  # the trainer computes them whenever kl_in_reward is on (needs_old_logp)
         raise ValueError("kl_in_reward needs the pre-update log-probs ℓ^old of every row before the first update")
-    penalty = sequence_kl_penalty(old_logp, ref_logp, loss_mask(b, t.mask_truncated_completions))  # [N]
+    penalty = sequence_kl_penalty(old_logp, ref_logp, mask)  # [N]
     return rewards - t.beta * penalty, penalty
 
 
