@@ -21,10 +21,15 @@ from repro.prepare import PREPARE_THREADS
 TIER = config.get("tier", "smoke")
 OVERRIDES = Overrides.parse(config.get("model"), config.get("data_dir"), config.get("set"))
 LABEL = OVERRIDES.label(TIER)  # the results folder of this invocation's runs: the tier, or <tier>@<name>-<hash>
-OVERRIDE_ARGS = shlex.join(OVERRIDES.cli_args())
 SEEDS_OVERRIDE = config.get("seeds")  # --config seeds=N runs the first N seeds of each variant
 MAX_STEPS = config.get("max_steps")  # --config max_steps=N shortens every run (CI)
 PYTHON = config.get("python", "python")
+# --config bases=N: every run again on warm starts 1..N-1 of its prepared bases (repro/warm_starts.py), each in its
+# own results folder (<tier>@base<k>); the report marks a claim whose verdict changes with the warm start.
+BASES = int(config.get("bases", 1))
+if BASES < 1:
+    raise ValueError(f"--config bases={BASES}: give 1 (the bases themselves) or more")
+WARM_STARTS = {OVERRIDES.with_warm_start(k).label(TIER): OVERRIDES.with_warm_start(k) for k in range(BASES)}
 
 
 wildcard_constraints:
@@ -58,22 +63,31 @@ def nightly_runs():
     ]
 
 
+def overrides_of(label):
+    """The overrides that make a results folder: one of this invocation's warm starts, else its overrides."""
+    return WARM_STARTS.get(label, OVERRIDES)
+
+
 def eval_files(wildcards):
-    return wf.eval_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=OVERRIDES)  # each variant's seeds
+    return wf.eval_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=overrides_of(wildcards.tier))  # each variant's seeds
 
 
 def bench_files(wildcards):
-    return wf.benchmark_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=OVERRIDES)
+    return wf.benchmark_files(wildcards.paper, wildcards.tier, SEEDS_OVERRIDE, overrides=overrides_of(wildcards.tier))
 
 
 def run_resource(name):
-    return lambda wildcards: wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)[name]
+    return lambda wildcards: wf.resources(
+        wildcards.paper, wildcards.tier, wildcards.variant, overrides=overrides_of(wildcards.tier)
+    )[name]
 
 
 def run_threads(wildcards):
     """A run's CPU threads (its tier's resources.threads; Snakemake scales a claim above --cores down to it); the job
     gets them as $REPRO_THREADS, which caps torch's threads (repro/runs.py use_threads)."""
-    return wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)["cpus_per_task"]
+    return wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=overrides_of(wildcards.tier))[
+        "cpus_per_task"
+    ]
 
 
 def report_file(paper):
@@ -86,7 +100,7 @@ def report_file(paper):
 # tokenizer has the chat template the prompts need, the stop tokens resolve. A bad path fails here, in seconds,
 # not after a base model is built or a checkpoint loaded.
 onstart:
-    wf.preflight(workflow.dag.needrun_jobs(), OVERRIDES, PYTHON)
+    wf.preflight(workflow.dag.needrun_jobs(), overrides_of, PYTHON)
 
 
 # The whole catalog: every paper's report, then the catalog index (reports/index.md, index.html). Each
@@ -146,7 +160,9 @@ rule prepare_base:
 
 rule train:
     input:
-        lambda wildcards: wf.run_inputs(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES),
+        lambda wildcards: wf.run_inputs(
+            wildcards.paper, wildcards.tier, wildcards.variant, overrides=overrides_of(wildcards.tier)
+        ),
     output:
         summary="results/{paper}/{tier}/{variant}/seed{seed}/summary.json",
         metrics="results/{paper}/{tier}/{variant}/seed{seed}/metrics.jsonl",
@@ -156,14 +172,14 @@ rule train:
     params:
         # one process, or `accelerate launch` over the tier's GPUs for a kind that shards its batch
         python=lambda wildcards: wf.train_launcher(
-            wildcards.paper, wildcards.tier, wildcards.variant, PYTHON, overrides=OVERRIDES
+            wildcards.paper, wildcards.tier, wildcards.variant, PYTHON, overrides=overrides_of(wildcards.tier)
         ),
         max_steps=lambda wildcards: steps_flag(wildcards.tier),
         model=lambda wildcards: shlex.quote(
-            wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)
+            wf.model_name(wildcards.paper, wildcards.tier, wildcards.variant, overrides=overrides_of(wildcards.tier))
         ),
         tier=lambda wildcards: tier_of(wildcards.tier),
-        overrides=lambda wildcards: OVERRIDE_ARGS if wildcards.tier != tier_of(wildcards.tier) else "",
+        overrides=lambda wildcards: shlex.join(overrides_of(wildcards.tier).cli_args()),  # "" for a plain tier
     threads: run_threads
     resources:
         gpu=run_resource("gpus"),  # GPUs per node (the SLURM executor plugin reads `gpu`)
@@ -211,7 +227,9 @@ rule benchmark:
     threads: run_threads
     resources:
         gpu=lambda wildcards: min(
-            1, wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=OVERRIDES)["gpus"]
+            1, wf.resources(wildcards.paper, wildcards.tier, wildcards.variant, overrides=overrides_of(wildcards.tier))[
+                "gpus"
+            ]
         ),
     conda:
         "envs/repro.yaml"
@@ -239,9 +257,15 @@ rule compare:
         "{params.python} -m repro compare --paper {wildcards.paper} --tier {wildcards.tier} --out {output} > {log} 2>&1"
 
 
+def replica_compares(paper, label):
+    """With --config bases=N, the report of this invocation's runs also reads the other warm starts' comparisons."""
+    return [f"results/{paper}/{other}/compare.json" for other in list(WARM_STARTS)[1:]] if label == LABEL else []
+
+
 rule report:
     input:
         compare=f"results/{{paper}}/{TIER}/compare.json",  # the plain tier; runs with overrides: report_labelled
+        replicas=lambda wildcards: replica_compares(wildcards.paper, TIER),
     output:
         md="reports/{paper}/report.md",
         html="reports/{paper}/report.html",
@@ -250,17 +274,19 @@ rule report:
     params:
         python=PYTHON,
         tier=TIER,
+        replicas=lambda wildcards, input: f"--replicas {' '.join(input.replicas)}" if input.replicas else "",
     conda:
         "envs/repro.yaml"
     shell:
         "{params.python} -m repro report --paper {wildcards.paper} --tier {params.tier}"
-        " --compare {input.compare} --out {output.md} > {log} 2>&1"
+        " --compare {input.compare} {params.replicas} --out {output.md} > {log} 2>&1"
 
 
 # The report of runs made with overrides (model=, data_dir=, set=): beside the plain tier's, never over it.
 use rule report as report_labelled with:
     input:
         compare="results/{paper}/{label}/compare.json",
+        replicas=lambda wildcards: replica_compares(wildcards.paper, wildcards.label),
     output:
         md="reports/{paper}/{label}/report.md",
         html="reports/{paper}/{label}/report.html",
@@ -269,6 +295,7 @@ use rule report as report_labelled with:
     params:
         python=PYTHON,
         tier=lambda wildcards: wildcards.label,
+        replicas=lambda wildcards, input: f"--replicas {' '.join(input.replicas)}" if input.replicas else "",
 
 
 # `snakemake reports/<paper>/ablation.md`: the paper's ablation table beside ours, with what each row adds.

@@ -21,6 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="build and SFT-warm-start a tiny base model")
     s.add_argument("--config", type=Path, required=True, help="configs/base/<name>.yaml")
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument(
+        "--warm-start",
+        type=int,
+        default=None,
+        metavar="K",
+        help="warm start K: the config's seeds shifted by K (default: from a config named <base>_s<K>.yaml, else 0)",
+    )
 
     s = sub.add_parser(
         "standin",
@@ -79,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tier", default="smoke")
     s.add_argument("--compare", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument(
+        "--replicas",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="compare.json of the same runs on other warm starts (--config bases=<n>): marks base-sensitive claims",
+    )
 
     s = sub.add_parser("ablation", help="reports/<paper>/ablation.md and .html: the paper's ablation table vs ours")
     s.add_argument("--paper", required=True)
@@ -151,12 +165,19 @@ def _override_arguments(s: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a config key with a YAML value, e.g. --set train.learning_rate=2e-6 (repeatable; validated as YAML is)",
     )
+    s.add_argument(
+        "--warm-start",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run on warm start K of every prepared base (built from seeds shifted by K; 0: the base itself)",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> Any:
     from repro.overrides import Overrides
 
-    return Overrides.parse(args.model, args.data_dir, args.set)
+    return Overrides.parse(args.model, args.data_dir, args.set, getattr(args, "warm_start", 0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +194,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.verb == "prepare":
         from repro.prepare import prepare_base
 
-        prepare_base(args.config, args.out)
+        prepare_base(args.config, args.out, args.warm_start)
     elif args.verb == "standin":
         import dataclasses
 
@@ -242,7 +263,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from repro.report.html import write_html
         from repro.report.render import render_report
 
-        path = render_report(Path("papers") / args.paper, args.compare, args.tier, args.out)
+        path = render_report(Path("papers") / args.paper, args.compare, args.tier, args.out, args.replicas)
         page = write_html(path)
         print(f"report: {path} (HTML, figures embedded: {page})")
     elif args.verb == "ablation":

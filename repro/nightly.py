@@ -12,6 +12,9 @@ metrics.jsonl column (`train.<key>`), per seed. The detector flags a metric when
   seeds on both sides is "significant" exactly when it changed;
 - the change exceeds abs_tol + rel_tol·|baseline mean|, so numerics that differ across machines or library
   versions by a hair do not alarm.
+That is the statistical comparison. Where the baseline and this run share everything that decides the bits (pinned
+CPU numerics, code, paper folder, installed packages, configs, warm-start weights: repro/nightly_identity.py), a
+metric is compared exactly instead: any seed whose value differs is flagged, whatever the CPU.
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ class Comparison:
     p: float
     tolerance: float
     regressed: bool
+    exact: bool = False  # compared seed by seed for equality (p and tolerance then unused)
+    seeds_differing: int = 0
+    largest_seed_delta: float = 0.0  # exact only: the largest |now − baseline| at one seed (nan: a seed missing)
 
     @property
     def delta(self) -> float:
@@ -135,23 +141,46 @@ def compare_metric(
     )
 
 
+def compare_exact(metric: str, baseline: dict[str, float], now: dict[str, float]) -> Comparison:
+    """Seed by seed: the same inputs on pinned numerics must give the same bits, so any difference regresses."""
+    seeds = sorted(set(baseline) | set(now))
+    differing = sum(1 for s in seeds if not _same_bits(baseline.get(s), now.get(s)))
+    gaps = [abs(now[s] - baseline[s]) if s in now and s in baseline else math.nan for s in seeds]
+    b, n = list(baseline.values()), list(now.values())
+    sd = lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else math.nan  # noqa: E731
+    return Comparison(
+        metric, float(np.mean(b)), sd(b), float(np.mean(n)), sd(n), 1.0 if not differing else 0.0, 0.0,
+        regressed=differing > 0, exact=True, seeds_differing=differing,
+        largest_seed_delta=max(gaps, key=lambda g: math.inf if math.isnan(g) else g) if gaps else 0.0,
+    )  # fmt: skip
+
+
+def _same_bits(a: float | None, b: float | None) -> bool:
+    return a == b or (a is not None and b is not None and math.isnan(a) and math.isnan(b))
+
+
 def detect(
     baselines: dict[str, dict[str, dict[str, float]]],
     now: dict[str, dict[str, dict[str, float]]],
     settings: NightlySettings,
+    exact: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, list[Comparison]]:
-    """{paper: comparisons} for every metric with ≥ 2 seeds on both sides, at alpha / (metrics compared)."""
+    """{paper: comparisons}: papers in `exact` seed by seed for equality; the others for every metric with ≥ 2 seeds
+    on both sides, Welch at alpha / (metrics compared statistically)."""
     pairs = [
-        (paper, metric, list(base[metric].values()), list(now[paper][metric].values()))
+        (paper, metric, base[metric], now[paper][metric])
         for paper, base in baselines.items()
         if paper in now
         for metric in sorted(base)
-        if metric in now[paper] and len(base[metric]) >= 2 and len(now[paper][metric]) >= 2
+        if metric in now[paper] and (paper in exact or (len(base[metric]) >= 2 and len(now[paper][metric]) >= 2))
     ]
-    level = settings.alpha / max(len(pairs), 1)
+    level = settings.alpha / max(sum(1 for paper, *_ in pairs if paper not in exact), 1)
     out: dict[str, list[Comparison]] = {paper: [] for paper in now}
     for paper, metric, b, n in pairs:
-        out[paper].append(compare_metric(metric, b, n, level, settings))
+        if paper in exact:
+            out[paper].append(compare_exact(metric, b, n))
+        else:
+            out[paper].append(compare_metric(metric, list(b.values()), list(n.values()), level, settings))
     return out
 
 
@@ -169,6 +198,7 @@ BASELINE_PROVENANCE = (
     "cpu",
     "cpu_count",
     "gpu",
+    "numerics",
 )
 
 
@@ -177,7 +207,12 @@ def baseline_path(paper: str, root: Path = Path(".")) -> Path:
 
 
 def write_baseline(
-    paper: str, variant: str, metrics: dict[str, dict[str, float]], settings: NightlySettings, root: Path = Path(".")
+    paper: str,
+    variant: str,
+    metrics: dict[str, dict[str, float]],
+    settings: NightlySettings,
+    root: Path = Path("."),
+    identity: dict[str, Any] | None = None,
 ) -> Path:
     """results/baselines/<paper>.json: the values by seed, the settings, the code and environment they came from."""
     from repro.provenance import collect_provenance
@@ -197,6 +232,7 @@ def write_baseline(
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "provenance": {k: prov[k] for k in BASELINE_PROVENANCE},
         "config_sha256": configs,
+        "identity": identity,  # what decides the bits: an exact comparison needs the same (nightly_identity.py)
         "metrics": {m: dict(sorted(v.items())) for m, v in sorted(metrics.items())},
     }
     path = baseline_path(paper, root)
@@ -235,6 +271,8 @@ class NightlyOutcome:
     missing: dict[str, list[int]]  # paper -> seeds without a finished run
     commits: dict[str, list[str]]  # regressed paper -> commits since its baseline
     updated: list[Path]  # baseline files written by this run
+    blockers: dict[str, list[str]]  # paper with a baseline -> why it was not compared exactly ([]: it was)
+    moved_packages: dict[str, list[str]]  # paper with a baseline -> 'name a → b' since that baseline
 
 
 def run_nightly(
@@ -242,11 +280,12 @@ def run_nightly(
 ) -> tuple[bool, Path]:
     """Compare (or, with update_baselines, record) the nightly runs of `papers` (default: every folder); returns
     (regressed, report path)."""
+    from repro.nightly_identity import exact_blockers, package_changes, run_identity
     from repro.report.nightly_report import render_nightly
     from repro.report.targets import load_paper_meta
 
     settings = load_settings(root / NIGHTLY_CONFIG)
-    now, variants, missing = {}, {}, {}
+    now, variants, missing, identities = {}, {}, {}, {}
     folders = sorted(p.parent for p in (root / "papers").glob("*/paper.yaml"))
     if papers:
         unknown = sorted(set(papers) - {f.name for f in folders})
@@ -261,23 +300,37 @@ def run_nightly(
         done = [s for s in settings.seeds if (variant_dir / f"seed{s}" / "summary.json").is_file()]
         if len(done) < len(settings.seeds):
             missing[meta.id] = sorted(set(settings.seeds) - set(done))
+        identities[meta.id] = run_identity(meta.id, variant_dir, settings.seeds, root)
     baselines, records = {}, {}
     for paper in now:
         path = baseline_path(paper, root)
         if path.is_file():
             records[paper] = read_json(path)
             baselines[paper] = records[paper]["metrics"]
-    comparisons = detect(baselines, now, settings)
+    blockers = {p: exact_blockers(records[p].get("identity"), identities[p]) for p in records}
+    moved_packages = {
+        p: package_changes((records[p].get("identity") or {}).get("environment") or {}, identities[p]["environment"])
+        for p in records
+        if (records[p].get("identity") or {}).get("environment")
+    }
+    exact = {p for p, reasons in blockers.items() if not reasons}
+    comparisons = detect(baselines, now, settings, exact)
     updated = []
     if update_baselines:
-        updated = [write_baseline(p, variants[p], m, settings, root) for p, m in now.items() if m and p not in missing]
+        updated = [
+            write_baseline(p, variants[p], m, settings, root, identities[p])
+            for p, m in now.items()
+            if m and p not in missing
+        ]
     regressed = any(c.regressed for cs in comparisons.values() for c in cs)
     commits = {
         p: commits_between((records[p].get("provenance") or {}).get("git_sha"), p, root)
         for p, cs in comparisons.items()
         if any(c.regressed for c in cs)
     }
-    outcome = NightlyOutcome(settings, now, variants, records, comparisons, missing, commits, updated)
+    outcome = NightlyOutcome(
+        settings, now, variants, records, comparisons, missing, commits, updated, blockers, moved_packages
+    )
     page, summary = render_nightly(out_md, outcome, root)
     print(summary)
     return regressed and not update_baselines, page

@@ -10,6 +10,8 @@
   (`data/math/...`) stay as they are (`--set eval.prompts=<file>` names another).
 - `set`: dotted keys with YAML values (`train.learning_rate=2e-6`), applied last, then validated exactly like
   the YAML files (unknown keys get a did-you-mean, TRL names map as in a file).
+- `warm_start`: k ≥ 1 runs on warm start k of every prepared base the config names (repro/warm_starts.py; the
+  DAG's `--config bases=<n>`); alone it labels the results folder `<tier>@base<k>`.
 
 Overrides are applied to the merged paper config before validation, recorded in the run's summary.json (and as
 a comment atop config.resolved.yaml), and give a run its own identity: the DAG writes runs with overrides under
@@ -18,6 +20,7 @@ a comment atop config.resolved.yaml), and give a run its own identity: the DAG w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -42,15 +45,23 @@ class Overrides:
     model: str | None = None
     data_dir: str | None = None
     sets: tuple[tuple[str, Any], ...] = ()  # (dotted key, value), applied in order
+    warm_start: int = 0  # k ≥ 1: every prepared:<base> becomes prepared:<base>_s<k> (repro/warm_starts.py)
 
     def __bool__(self) -> bool:
-        return bool(self.model or self.data_dir or self.sets)
+        return bool(self.model or self.data_dir or self.sets or self.warm_start)
+
+    def with_warm_start(self, k: int) -> Overrides:
+        return dataclasses.replace(self, warm_start=int(k))
 
     # ------------------------------------------------------------------ parsing
 
     @classmethod
     def parse(
-        cls, model: str | None = None, data_dir: str | None = None, sets: list[str] | str | dict | None = None
+        cls,
+        model: str | None = None,
+        data_dir: str | None = None,
+        sets: list[str] | str | dict | None = None,
+        warm_start: int | str | None = None,
     ) -> Overrides:
         """From the CLI (`--model`, `--data-dir`, `--set k=v` repeated) or Snakemake's --config (`set="k=v;k=v"`)."""
         entries: list[str] = []
@@ -61,14 +72,19 @@ class Overrides:
         parsed = tuple(parse_assignment(entry) for entry in entries)
         model = str(model).strip() if model not in (None, "") else None
         data_dir = str(data_dir).strip() if data_dir not in (None, "") else None
-        return cls(model=model, data_dir=data_dir, sets=parsed)
+        return cls(model=model, data_dir=data_dir, sets=parsed, warm_start=_warm_start(warm_start))
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> Overrides:
         """Back from `as_record()` (a run's summary.json)."""
         record = record or {}
         sets = tuple((str(k), v) for k, v in record.get("set") or [])
-        return cls(model=record.get("model"), data_dir=record.get("data_dir"), sets=sets)
+        return cls(
+            model=record.get("model"),
+            data_dir=record.get("data_dir"),
+            sets=sets,
+            warm_start=record.get("warm_start", 0),
+        )
 
     # ------------------------------------------------------------------ use
 
@@ -81,6 +97,8 @@ class Overrides:
             record["data_dir"] = self.data_dir
         if self.sets:
             record["set"] = [[k, v] for k, v in self.sets]
+        if self.warm_start:
+            record["warm_start"] = self.warm_start
         return record
 
     def describe(self) -> str:
@@ -88,6 +106,7 @@ class Overrides:
         parts = [f"model={self.model}"] if self.model else []
         parts += [f"data_dir={self.data_dir}"] if self.data_dir else []
         parts += [f"{k}={json.dumps(v)}" for k, v in self.sets]
+        parts += [f"warm_start={self.warm_start}"] if self.warm_start else []
         return ", ".join(parts) or "none"
 
     def cli_args(self) -> list[str]:
@@ -96,6 +115,7 @@ class Overrides:
         args += ["--data-dir", self.data_dir] if self.data_dir else []
         for key, value in self.sets:
             args += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...')}"]
+        args += ["--warm-start", str(self.warm_start)] if self.warm_start else []
         return [a.strip() for a in args]
 
     def label(self, tier: str) -> str:
@@ -103,6 +123,8 @@ class Overrides:
         else `<tier>@<model name>-<hash of every override>`."""
         if not self:
             return tier
+        if not (self.model or self.data_dir or self.sets):
+            return f"{tier}{LABEL_SEPARATOR}base{self.warm_start}"
         name = Path(self.model.rstrip("/")).name if self.model else "custom"
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:40] or "model"
         digest = hashlib.sha256(json.dumps(self.as_record(), sort_keys=True).encode()).hexdigest()[:6]
@@ -111,8 +133,9 @@ class Overrides:
     def apply(self, merged: dict[str, Any], where: str = "overrides") -> dict[str, Any]:
         """The merged config mapping with the overrides in (validation comes after, as for the YAML layers)."""
         from repro.config import _apply_trl_aliases, deep_merge
+        from repro.warm_starts import rename_prepared
 
-        out = dict(merged)
+        out = rename_prepared(dict(merged), self.warm_start)
         if self.data_dir:
             out = rebase_data_paths(out, Path(self.data_dir).expanduser())
         if self.model:
@@ -121,6 +144,16 @@ class Overrides:
             layer = _nest(key, value, where)
             out = deep_merge(out, _apply_trl_aliases(layer, Path(f"--set {key}")))
         return out
+
+
+def _warm_start(value: int | str | None) -> int:
+    try:
+        k = int(value or 0)
+    except ValueError:
+        k = -1
+    if k < 0:
+        raise ConfigError(f"warm start {value!r}: give a whole number ≥ 0 (0 is the base itself)")
+    return k
 
 
 def parse_assignment(entry: str) -> tuple[str, Any]:

@@ -153,9 +153,12 @@ def _templates(cfg: Any) -> list[str]:
 def _check_model(cfg: Any, key: str, name: str, where: str, policy: bool) -> list[str]:
     """A ConfigError unless `name` can be loaded; for the policy, its tokenizer's templates and stop tokens."""
     if name.startswith(PREPARED):
+        from repro.warm_starts import split_replica
+
         base = name[len(PREPARED) :]
         built = Path("results/base") / base / "prepare.json"
-        if not (Path("configs/base") / f"{base}.yaml").is_file() and not built.is_file():
+        stem, _ = split_replica(base)  # warm start k of a base is built from the base's config
+        if not (Path("configs/base") / f"{stem}.yaml").is_file() and not built.is_file():
             raise ConfigError(
                 f"{where}: {key}: {name!r} names no base model: configs/base/{base}.yaml does not exist "
                 f"(bases: {', '.join(sorted(p.stem for p in Path('configs/base').glob('*.yaml')))})"

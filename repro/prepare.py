@@ -93,9 +93,19 @@ def load_base_config(path: Path) -> BaseModelConfig:
     return cfg
 
 
-def prepare_base(config_path: Path, out: Path) -> dict:
+def prepare_base(config_path: Path, out: Path, warm_start: int | None = None) -> dict:
     """A tiny warm-started base model, or (`kind: preference_data`) preference samples from a prepared one.
-    Runs on PREPARE_THREADS threads; a caller in the same process (a test) keeps its own setting afterwards."""
+    `warm_start` k ≥ 1 builds warm start k (repro/warm_starts.py): seeds shifted by k, from warm start k of what it
+    starts from. Unset, a config path named for warm start k (configs/base/smoke_s1.yaml, which need not exist)
+    means k of its base's config: the DAG's prepare rule names every base that way. Runs on PREPARE_THREADS
+    threads; a caller in the same process (a test) keeps its own setting afterwards."""
+    from repro.warm_starts import split_replica
+
+    if warm_start is None:
+        stem, warm_start = split_replica(config_path.stem, config_path.parent)
+        config_path = config_path.with_name(f"{stem}.yaml")
+    if warm_start < 0:
+        raise ConfigError(f"--warm-start {warm_start}: give a whole number ≥ 0")
     import torch
 
     threads = torch.get_num_threads()
@@ -104,13 +114,21 @@ def prepare_base(config_path: Path, out: Path) -> dict:
         if config_path.is_file() and (read_yaml(config_path) or {}).get("kind") == ("preference_data"):
             from repro.data.preference_synthetic import prepare_preference_data
 
-            return prepare_preference_data(config_path, out)
-        return _prepare_model(config_path, out)
+            return prepare_preference_data(config_path, out, warm_start=warm_start)
+        return _prepare_model(config_path, out, warm_start)
     finally:
         torch.set_num_threads(threads)
 
 
-def _prepare_model(config_path: Path, out: Path) -> dict:
+def shifted(cfg: BaseModelConfig, k: int) -> BaseModelConfig:
+    """Warm start k of a base: its initialisation and SFT seeds moved by k (the evaluation's stays: same test)."""
+    if k == 0:
+        return cfg
+    model = dataclasses.replace(cfg.model, seed=cfg.model.seed + k)
+    return dataclasses.replace(cfg, model=model, sft=dataclasses.replace(cfg.sft, seed=cfg.sft.seed + k))
+
+
+def _prepare_model(config_path: Path, out: Path, warm_start: int = 0) -> dict:
     from repro.data.synthetic import held_out
     from repro.eval.synthetic import evaluate_policy
     from repro.models.loading import load_policy
@@ -118,18 +136,20 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
     from repro.models.vision import load_processor
     from repro.runs import _save_model
     from repro.trainers.sft import sft_warm_start
+    from repro.warm_starts import replica_name
 
-    cfg = load_base_config(config_path)
+    cfg = shifted(load_base_config(config_path), warm_start)
     started = time.time()
     processor = None
     if cfg.init_from is not None:
         from repro.models.grow import grow_depth
 
-        if not (out.parent / cfg.init_from / "prepare.json").is_file():
+        source_name = replica_name(cfg.init_from, warm_start)
+        if not (out.parent / source_name / "prepare.json").is_file():
             raise ConfigError(
-                f"init_from: build {cfg.init_from} first (`snakemake results/base/{cfg.init_from}/prepare.json`)"
+                f"init_from: build {source_name} first (`snakemake results/base/{source_name}/prepare.json`)"
             )
-        source, tokenizer = load_policy(str(out.parent / cfg.init_from / "model"))
+        source, tokenizer = load_policy(str(out.parent / source_name / "model"))
         model = grow_depth(source, cfg.model.num_hidden_layers, cfg.model.seed)
     elif cfg.vision is None:
         tokenizer = build_char_tokenizer()
@@ -179,6 +199,9 @@ def _prepare_model(config_path: Path, out: Path) -> dict:
         "params": sum(p.numel() for p in model.parameters()),
         "sft_steps": s.steps,
         "init_from": cfg.init_from,
+        "warm_start": warm_start,  # k ≥ 1: seeds shifted by k (repro/warm_starts.py)
+        "model_seed": cfg.model.seed,
+        "sft_seed": cfg.sft.seed,
         "final_sft_loss": curve[-1]["loss"] if curve else None,
         "greedy_accuracy": result["greedy_accuracy"],
         "sampled_accuracy": result["sampled_accuracy"],

@@ -10,6 +10,7 @@ when it starts) and `python -m repro train`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,14 +144,18 @@ def prepared_bases(
 
 
 def base_inputs(base: str, base_dir: Path = Path("configs/base")) -> list[str]:
-    """What `prepare` of a base reads: its config, and for preference samples the policy that samples them."""
-    path = base_dir / f"{base}.yaml"
+    """What `prepare` of a base reads: its config, and for preference samples the policy that samples them. Warm
+    start k of a base (`<name>_s<k>`, repro/warm_starts.py) reads `<name>`'s config and warm start k of its source."""
+    from repro.warm_starts import replica_name, split_replica
+
+    stem, k = split_replica(base, base_dir)
+    path = base_dir / f"{stem}.yaml"
     raw = read_yaml(path) if path.is_file() else {}
     files = [str(path)]
     if isinstance(raw, dict) and raw.get("kind") == "preference_data" and raw.get("policy"):
-        files.append(f"results/base/{raw['policy']}/prepare.json")
+        files.append(f"results/base/{replica_name(raw['policy'], k)}/prepare.json")
     if isinstance(raw, dict) and raw.get("init_from"):  # a base grown from another prepared base
-        files.append(f"results/base/{raw['init_from']}/prepare.json")
+        files.append(f"results/base/{replica_name(raw['init_from'], k)}/prepare.json")
     return files
 
 
@@ -246,24 +251,25 @@ def benchmark_files(
     ]
 
 
-def preflight(jobs: Any, overrides: Overrides, python: str) -> None:
+def preflight(jobs: Any, overrides_of: Callable[[str], Overrides], python: str) -> None:
     """Run `repro check` for every (paper, results folder) that a planned train job belongs to, before the first
-    job starts (the Snakefile's `onstart`): one process per tier. A failure stops the run with the check's message
-    (a bad path then costs seconds, not a base-model build)."""
+    job starts (the Snakefile's `onstart`): one process per results folder, with the overrides that make it
+    (`overrides_of(label)`). A failure stops the run with the check's message (a bad path then costs seconds, not
+    a base-model build)."""
     import shlex
     import subprocess
     import sys
 
-    planned: dict[tuple[str, bool], set[str]] = {}
+    planned: dict[str, set[str]] = {}
     for job in jobs:
         if job.rule.name == "train":
-            label = str(job.wildcards["tier"])
-            planned.setdefault((tier_of(label), label != tier_of(label)), set()).add(str(job.wildcards["paper"]))
-    for (tier, with_overrides), papers in sorted(planned.items()):
+            planned.setdefault(str(job.wildcards["tier"]), set()).add(str(job.wildcards["paper"]))
+    for label, papers in sorted(planned.items()):
+        tier = tier_of(label)
         command = [*shlex.split(python), "-m", "repro", "check", "--paper", ",".join(sorted(papers)), "--tier", tier]
-        command += overrides.cli_args() if with_overrides else []
-        print(f"checking {', '.join(sorted(papers))} at {tier} before any job starts: {shlex.join(command)}")
+        command += overrides_of(label).cli_args() if label != tier else []
+        print(f"checking {', '.join(sorted(papers))} at {label} before any job starts: {shlex.join(command)}")
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
-            raise SystemExit(f"repro check failed for {', '.join(sorted(papers))} at {tier}: nothing was run")
+            raise SystemExit(f"repro check failed for {', '.join(sorted(papers))} at {label}: nothing was run")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from repro import nightly
+from repro import nightly, nightly_identity
 from repro.nightly import NightlySettings, compare_metric, detect, run_metrics
 
 SETTINGS = NightlySettings(max_steps=8, seeds=[0, 1, 2], alpha=0.01, abs_tol=1e-6, rel_tol=0.05)
@@ -149,3 +149,90 @@ def test_nightly_report_names_the_regression_and_exits_nonzero(tmp_path: Path) -
     _, md = nightly.run_nightly(tmp_path, tmp_path / "reports" / "nightly.md")
     text = md.read_text(encoding="utf-8")
     assert "**Baselines from another CPU.**" in text and "Baseline CPU: Other CPU (avx2); this run:" in text
+
+
+# --------------------------------------------------------------------------- exact comparisons (issue 26)
+
+
+def _write_nightly_runs(root: Path, losses: tuple[float, ...], code: str = "c0de") -> None:
+    """Three finished nightly seeds of dft whose provenance says pinned numerics and the same code."""
+    for seed, loss in zip((0, 1, 2), losses, strict=True):
+        run = root / "results" / "dft" / "nightly" / "dft" / f"seed{seed}"
+        run.mkdir(parents=True, exist_ok=True)
+        prov = {"code_sha256": code, "config_sha256": f"cfg{seed}", "numerics": {"pinned": True}}
+        (run / "summary.json").write_text(json.dumps({"wall_time_s": 1.0, "provenance": prov}), encoding="utf-8")
+        (run / "eval.json").write_text(json.dumps({"greedy_accuracy": 0.5}), encoding="utf-8")
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": loss}) + "\n", encoding="utf-8")
+
+
+def _nightly_root(tmp_path: Path) -> Path:
+    (tmp_path / "papers").mkdir()
+    (tmp_path / "papers" / "dft").symlink_to(Path(__file__).resolve().parents[1] / "papers" / "dft")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "nightly.yaml").write_text(
+        "max_steps: 8\nseeds: [0, 1, 2]\nalpha: 0.01\nabs_tol: 1.0e-6\nrel_tol: 0.05\n", encoding="utf-8"
+    )
+    return tmp_path
+
+
+def test_same_inputs_on_pinned_numerics_compare_exactly_and_one_bit_regresses(tmp_path: Path) -> None:
+    import math
+
+    root = _nightly_root(tmp_path)
+    _write_nightly_runs(root, (0.50, 0.52, 0.48))
+    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
+    path = root / "results" / "baselines" / "dft.json"
+    baseline = json.loads(path.read_text(encoding="utf-8"))
+    assert baseline["identity"]["numerics_pinned"] and baseline["identity"]["code_sha256"] == "c0de"
+    baseline["provenance"]["cpu"] = "Other CPU (avx2)"  # pinned numerics: the CPU does not matter
+    path.write_text(json.dumps(baseline), encoding="utf-8")
+
+    regressed, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
+    text = md.read_text(encoding="utf-8")
+    assert not regressed and "2 metrics compared with the baselines, 2 of them exactly" in text
+    assert "| exact | ok |" in text and "another CPU" not in text
+
+    # one seed's loss moves by one ulp: far inside the statistical tolerance, but not the same bits
+    _write_nightly_runs(root, (math.nextafter(0.50, 1.0), 0.52, 0.48))
+    regressed, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
+    text = md.read_text(encoding="utf-8")
+    assert (
+        regressed and "Compared exactly" in text and "| train.loss | 0.5 ± 0.02 | 0.5 ± 0.02 | 1.11e-16 | 1 |" in text
+    )
+
+    # the same ulp with other code: statistical, and within tolerance
+    _write_nightly_runs(root, (math.nextafter(0.50, 1.0), 0.52, 0.48), code="other")
+    regressed, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
+    text = md.read_text(encoding="utf-8")
+    assert not regressed and "| statistical: the code differs | ok |" in text and "0 of them exactly" in text
+
+
+def test_a_package_moved_since_the_baseline_is_named_and_turns_the_comparison_statistical(tmp_path: Path) -> None:
+    root = _nightly_root(tmp_path)
+    _write_nightly_runs(root, (0.50, 0.52, 0.48))
+    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
+    path = root / "results" / "baselines" / "dft.json"
+    baseline = json.loads(path.read_text(encoding="utf-8"))
+    installed = baseline["identity"]["environment"]["transformers"]
+    baseline["identity"]["environment"]["transformers"] = "0.0.1"
+    baseline["identity"]["environment"]["gone-package"] = "1.0"
+    path.write_text(json.dumps(baseline), encoding="utf-8")
+    _write_nightly_runs(root, (1.00, 1.02, 0.98))  # the loss doubles: a real regression, read statistically
+    regressed, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
+    text = md.read_text(encoding="utf-8")
+    assert regressed and "statistical: 2 package(s) moved" in text
+    assert f"- transformers 0.0.1 → {installed}" in text and "- gone-package 1.0 → —" in text
+    assert "Packages moved since the baseline:" in text  # under the regression, beside the commits
+    assert nightly_identity.package_changes({"a": "1"}, {"a": "1", "b": "2"}) == ["b — → 2"]
+
+
+def test_a_baseline_without_identity_is_compared_statistically_and_says_why(tmp_path: Path) -> None:
+    root = _nightly_root(tmp_path)
+    _write_nightly_runs(root, (0.50, 0.52, 0.48))
+    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
+    path = root / "results" / "baselines" / "dft.json"
+    baseline = json.loads(path.read_text(encoding="utf-8"))
+    del baseline["identity"]
+    path.write_text(json.dumps(baseline), encoding="utf-8")
+    _, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
+    assert "statistical: the baseline records no identity" in md.read_text(encoding="utf-8")

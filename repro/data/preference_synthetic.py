@@ -17,6 +17,7 @@ the completion gets right, aligned from the units digit, so near misses are grad
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -103,15 +104,20 @@ def load_spec(path: Path) -> PreferenceDataSpec:
     return spec
 
 
-def prepare_preference_data(config_path: Path, out: Path, base_root: Path = Path("results/base")) -> dict[str, Any]:
-    """Sample K completions per prompt from the prepared policy, score them with r*, write samples_{train,eval}.jsonl."""
+def prepare_preference_data(
+    config_path: Path, out: Path, base_root: Path = Path("results/base"), warm_start: int = 0
+) -> dict[str, Any]:
+    """Sample K completions per prompt from the prepared policy, score them with r*, write samples_{train,eval}.jsonl.
+    `warm_start` k ≥ 1: from warm start k of the policy, draws seeded by seed + k (repro/warm_starts.py)."""
     import torch
 
     from repro.data.synthetic import held_out, make_train
     from repro.eval.synthetic import generate_completions
     from repro.models.loading import load_policy
+    from repro.warm_starts import replica_name
 
     spec = load_spec(config_path)
+    spec = dataclasses.replace(spec, policy=replica_name(spec.policy, warm_start), seed=spec.seed + warm_start)
     policy_dir = base_root / spec.policy
     if not (policy_dir / "prepare.json").is_file():
         raise ConfigError(

@@ -31,6 +31,18 @@ def _wall_minutes(root: Path, seeds: list[int], variants: dict[str, str]) -> flo
     return (datetime.now(UTC).timestamp() - min(starts)) / 60.0 if starts else None
 
 
+def _moved_packages_section(moved: dict[str, list[str]]) -> str:
+    """The packages whose versions differ from the baselines' environment, once when every paper shares them."""
+    lists = {tuple(m) for m in moved.values() if m}
+    if not lists:
+        return ""
+    if len(lists) == 1:
+        items = "\n".join(f"- {m}" for m in next(iter(lists)))
+        return f"## Packages moved since the baselines\n\n{items}"
+    items = "\n".join(f"- `{p}`: {', '.join(m)}" for p, m in moved.items() if m)
+    return f"## Packages moved since the baselines\n\n{items}"
+
+
 def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[Path, str]:
     """Write the report; returns (its path, a one-line summary for the terminal)."""
     from repro.provenance import cpu_name, git_state
@@ -39,6 +51,8 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
     missing, commits, updated, variants = outcome.missing, outcome.commits, outcome.updated, outcome.variants
     sha, dirty = git_state(root)
     n_compared = sum(len(cs) for cs in comparisons.values())
+    n_exact = sum(1 for cs in comparisons.values() for c in cs if c.exact)
+    blockers, moved_packages = outcome.blockers, outcome.moved_packages
     regressions = {p: [c for c in cs if c.regressed] for p, cs in comparisons.items()}
     regressions = {p: cs for p, cs in regressions.items() if cs}
     wall = _wall_minutes(root, settings.seeds, variants)
@@ -56,8 +70,10 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         (
             f"Code `{sha[:10]}`{' (dirty working tree)' if dirty else ''}; every paper's default variant at the smoke "
             f"config, {settings.max_steps} steps, seeds {settings.seeds}. {n_compared} metrics compared with the "
-            f"baselines; a metric regresses when Welch's test over seeds rejects equal means at α = "
-            f"{settings.alpha} / {max(n_compared, 1)} and the change exceeds {settings.abs_tol:g} + "
+            f"baselines, {n_exact} of them exactly: where this run and its baseline share pinned CPU numerics, "
+            "code, paper folder, packages, configs and warm-start weights, any seed whose value differs by a bit "
+            "regresses. Elsewhere a metric regresses when Welch's test over seeds rejects equal means at α = "
+            f"{settings.alpha} / {max(n_compared - n_exact, 1)} and the change exceeds {settings.abs_tol:g} + "
             f"{settings.rel_tol:g}·|baseline|."
             + (f" Wall time since the first training job: {wall:.1f} min." if wall is not None else "")
         ),
@@ -65,7 +81,8 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
     ]
     here = cpu_name()
     baseline_cpus = {p: (records[p].get("provenance") or {}).get("cpu") for p in comparisons if p in records}
-    other_cpu = {p: cpu or "not recorded" for p, cpu in baseline_cpus.items() if cpu != here}
+    # pinned numerics make the CPU irrelevant where the comparison is exact
+    other_cpu = {p: cpu or "not recorded" for p, cpu in baseline_cpus.items() if cpu != here and blockers.get(p)}
     if other_cpu:
         counts = ", ".join(f"{cpu} ({n})" for cpu, n in sorted(Counter(other_cpu.values()).items()))
         lines.append(
@@ -90,13 +107,35 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         else:
             status = "ok"
         seeds_done = len(next(iter(now[paper].values()), {}))
-        rows.append(
-            [f"`{paper}`", variants[paper], str(seeds_done), base, str(len(comparisons.get(paper, []))), status]
+        how = (
+            "—"
+            if record is None
+            else ("exact" if not blockers.get(paper) else "statistical: " + "; ".join(blockers[paper]))
         )
-    lines += ["## Papers", md_table(["Paper", "Variant", "Seeds", "Baseline", "Metrics compared", "Status"], rows)]
+        rows.append(
+            [f"`{paper}`", variants[paper], str(seeds_done), base, str(len(comparisons.get(paper, []))), how, status]
+        )
+    header = ["Paper", "Variant", "Seeds", "Baseline", "Metrics compared", "Comparison", "Status"]
+    lines += ["## Papers", md_table(header, rows)]
+    moved = _moved_packages_section(moved_packages)
+    if moved:
+        lines.append(moved)
     if regressions:
         lines.append("## Regressions")
         for paper, cs in regressions.items():
+            exact = [c for c in cs if c.exact]
+            cs = [c for c in cs if not c.exact]
+            exact_table = md_table(
+                ["Metric", "Baseline", "Now", "Largest Δ at a seed", "Seeds differing"],
+                [[c.metric, _mean_sd(c.baseline_mean, c.baseline_sd), _mean_sd(c.now_mean, c.now_sd),
+                  f"{c.largest_seed_delta:.3g}", str(c.seeds_differing)] for c in exact],
+            )  # fmt: skip
+            exact_text = (
+                "Compared exactly: the same code, packages, configs and warm start on pinned numerics gave other "
+                f"bits, a reproducibility defect (check `python -m repro numerics` here).\n\n{exact_table}\n\n"
+                if exact
+                else ""
+            )
             table = md_table(
                 ["Metric", "Baseline", "Now", "Δ", "Δ %", "p", "Tolerance"],
                 [
@@ -109,9 +148,12 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
             )  # fmt: skip
             log = "\n".join(f"- {line}" for line in commits.get(paper, []))
             cpu = f"\n\nBaseline CPU: {other_cpu[paper]}; this run: {here}." if paper in other_cpu else ""
-            lines.append(f"### `{paper}`\n\n{table}{cpu}\n\nCommits since the baseline:\n\n{log}")
+            packages = "".join(f"\n- {m}" for m in moved_packages.get(paper, []))
+            packages = f"\n\nPackages moved since the baseline:\n{packages}" if packages else ""
+            table = table if cs else ""
+            lines.append(f"### `{paper}`\n\n{exact_text}{table}{cpu}{packages}\n\nCommits since the baseline:\n\n{log}")
     drift = sorted(
-        ((p, c) for p, cs in comparisons.items() for c in cs if not c.regressed and c.delta != 0.0),
+        ((p, c) for p, cs in comparisons.items() for c in cs if not c.regressed and not c.exact and c.delta != 0.0),
         key=lambda pc: -abs(pc[1].delta) / max(pc[1].tolerance, 1e-12),
     )[:10]
     if drift:

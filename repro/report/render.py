@@ -22,6 +22,7 @@ from repro.report.samples import samples_section
 from repro.report.scale import scale_line
 from repro.report.staleness import stale_runs
 from repro.report.targets import PaperMeta, load_paper_meta
+from repro.report.warm_starts import BASE_SENSITIVE, load_replicas, mark_base_sensitive
 
 TIER_SCALE = {  # what each tier's configs are made for; the header says what the runs were (report/scale.py)
     "smoke": "a tiny model built locally, synthetic tasks, 2 CPU cores, minutes",
@@ -47,11 +48,16 @@ def render_report(
     compare_json_path: str | os.PathLike[str],
     tier: str,
     out_md: str | os.PathLike[str],
+    replica_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
-    """Write `out_md` (e.g. reports/<paper>/report.md) and its PNGs under `<out_md dir>/figures/`."""
+    """Write `out_md` (e.g. reports/<paper>/report.md) and its PNGs under `<out_md dir>/figures/`. `replica_paths`:
+    the compare.json of the same runs on other warm starts (`--config bases=<n>`): claims whose verdict differs
+    between them are marked base-sensitive."""
     meta = load_paper_meta(paper_dir)
     compare_path, out = Path(compare_json_path), Path(out_md)
     result = read_json(compare_path)
+    replicas = load_replicas([Path(p) for p in replica_paths], meta.id)
+    mark_base_sensitive(result, replicas)
     label, tier = tier, tier_of(tier)  # `tier` may name a results folder of runs with overrides: <tier>@<...>
     if result.get("tier") != tier or result.get("label", tier) != label:
         raise ValueError(
@@ -77,6 +83,7 @@ def render_report(
         settings_section(result),
         targets_section(result),
         claims_section(result),
+        warm_start_section(result, replicas),
         ablation_section(result, tier, ablation_figure, out.parent),
         scaling_fit_section(result, fit_figure, out.parent),
         alignment_section(result.get("alignment"), frontier, out.parent),
@@ -288,6 +295,28 @@ CLAIMS_LEGEND = (
 )
 
 
+def warm_start_section(result: dict[str, Any], replicas: list[dict[str, Any]]) -> str:
+    """The claims × warm starts table (after `mark_base_sensitive`); empty with one warm start."""
+    if not replicas:
+        return ""
+    claims = result.get("claims") or []
+    sensitive = [c for c in claims if c.get("base_sensitive")]
+    labels = [result.get("label") or result.get("tier")] + [r.get("label") or "?" for r in replicas]
+    rows = [
+        [c["id"], c.get("kind", "mechanism"), *[v or "—" for v in c["verdicts_by_base"]],
+         f"**{BASE_SENSITIVE}**" if c["base_sensitive"] else "same"]
+        for c in claims
+    ]  # fmt: skip
+    lead = (
+        f"Every claim judged again on {len(replicas)} other warm start(s): the same base config with its seeds "
+        f"shifted (repro/warm_starts.py), every run of the paper repeated on it. {len(sensitive)} of {len(claims)} "
+        "claims change verdict with the warm start (**base-sensitive**): their verdict above holds for this base, "
+        "not for the setting."
+    )
+    headers = ["Claim", "Kind", *[f"`{label}`" for label in labels], "Across warm starts"]
+    return "\n\n".join(["## Warm starts", lead, md_table(headers, rows)])
+
+
 def _claims_table(claims: Sequence[dict[str, Any]]) -> str:
     rows = [
         [
@@ -301,7 +330,7 @@ def _claims_table(claims: Sequence[dict[str, Any]]) -> str:
             fmt_ci(c.get("ci")),
             fmt_p(c.get("p_value")),
             placebo_text(c.get("placebo")),
-            f"**{c['verdict']}**",
+            f"**{c['verdict']}**" + (f" ({BASE_SENSITIVE})" if c.get("base_sensitive") else ""),
         ]
         for c in claims
     ]
