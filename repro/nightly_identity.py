@@ -34,11 +34,13 @@ def _normal(name: str) -> str:
 
 
 def folder_sha256(folder: Path) -> str | None:
-    """sha256 over the relative path and bytes of every file under `folder` (caches and outputs left out)."""
+    """sha256 over the relative path and bytes of every file under `folder` that can change a run: prose (*.md)
+    and caches left out, so a README edit keeps the nightly exact."""
     if not folder.is_dir():
         return None
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    files = (p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".md")
+    for path in sorted(files):
         digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
