@@ -19,6 +19,7 @@ metric is compared exactly instead: any seed whose value differs is flagged, wha
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class Comparison:
     exact: bool = False  # compared seed by seed for equality (p and tolerance then unused)
     seeds_differing: int = 0
     largest_seed_delta: float = 0.0  # exact only: the largest |now − baseline| at one seed (nan: a seed missing)
+    identical: bool = False  # every seed has the baseline's bits (either mode)
 
     @property
     def delta(self) -> float:
@@ -152,6 +154,7 @@ def compare_exact(metric: str, baseline: dict[str, float], now: dict[str, float]
         metric, float(np.mean(b)), sd(b), float(np.mean(n)), sd(n), 1.0 if not differing else 0.0, 0.0,
         regressed=differing > 0, exact=True, seeds_differing=differing,
         largest_seed_delta=max(gaps, key=lambda g: math.inf if math.isnan(g) else g) if gaps else 0.0,
+        identical=differing == 0,
     )  # fmt: skip
 
 
@@ -180,7 +183,9 @@ def detect(
         if paper in exact:
             out[paper].append(compare_exact(metric, b, n))
         else:
-            out[paper].append(compare_metric(metric, list(b.values()), list(n.values()), level, settings))
+            c = compare_metric(metric, list(b.values()), list(n.values()), level, settings)
+            same = set(b) == set(n) and all(_same_bits(b[s], n[s]) for s in b)
+            out[paper].append(dataclasses.replace(c, identical=same))
     return out
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from repro.io import read_json, write_text
-from repro.nightly import NIGHTLY_TIER, NightlyOutcome
+from repro.nightly import NIGHTLY_TIER, Comparison, NightlyOutcome
 from repro.report.html import write_html
 from repro.report.render import fmt, md_table
 
@@ -41,6 +41,14 @@ def _moved_packages_section(moved: dict[str, list[str]]) -> str:
         return f"## Packages moved since the baselines\n\n{items}"
     items = "\n".join(f"- `{p}`: {', '.join(m)}" for p, m in moved.items() if m)
     return f"## Packages moved since the baselines\n\n{items}"
+
+
+def _how_compared(blockers: list[str], comparisons: list[Comparison]) -> str:
+    """'exact', or 'statistical: <why>' with how many metrics kept their bits anyway."""
+    if not blockers:
+        return "exact"
+    same = sum(1 for c in comparisons if c.identical)
+    return f"statistical: {'; '.join(blockers)} ({same}/{len(comparisons)} metrics bit-identical)"
 
 
 def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[Path, str]:
@@ -107,11 +115,7 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         else:
             status = "ok"
         seeds_done = len(next(iter(now[paper].values()), {}))
-        how = (
-            "—"
-            if record is None
-            else ("exact" if not blockers.get(paper) else "statistical: " + "; ".join(blockers[paper]))
-        )
+        how = "—" if record is None else _how_compared(blockers.get(paper, []), comparisons.get(paper, []))
         rows.append(
             [f"`{paper}`", variants[paper], str(seeds_done), base, str(len(comparisons.get(paper, []))), how, status]
         )
