@@ -96,6 +96,31 @@ def test_sft_is_deterministic_for_a_seed_and_uses_the_template(tok: Any) -> None
     assert loss_a[0] != loss_chat[0]  # the chat template changes the context the targets are predicted from
 
 
+def test_training_past_the_budget_continues_the_same_run_until_the_check_says_done(tok: Any) -> None:
+    """A warm start k ≥ 1 trains on until it reaches the accuracy band (repro/prepare.py): the first `steps` are
+    the plain run's, the check runs at `steps` and every `check_every` steps after (on the model in eval mode),
+    and training stops when it says so or at `max_steps`."""
+
+    def run(checks_until_done: int | None, max_steps: int = 20) -> tuple[list[float], list[bool]]:
+        model = build_tiny_model(tok, **SMALL)
+        seen: list[bool] = []  # model.training at each check
+
+        def until() -> bool:
+            seen.append(model.training)
+            return checks_until_done is not None and len(seen) >= checks_until_done
+
+        extend = {"until": until, "max_steps": max_steps, "check_every": 2} if checks_until_done != 0 else {}
+        curve = sft_warm_start(model, tok, "addition", steps=3, batch_size=8, progress=False, **extend)
+        return [r["loss"] for r in curve], seen
+
+    plain, _ = run(0)
+    done_at_third, seen = run(3)
+    capped, seen_capped = run(None, max_steps=6)
+    assert len(plain) == 3 and len(done_at_third) == 7 and done_at_third[:3] == plain  # checks after 3, 5, 7
+    assert seen == [False, False, False]
+    assert len(capped) == 6 and capped[:3] == plain and len(seen_capped) == 2  # checks after 3 and 5, cap at 6
+
+
 # --- evaluation ----------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -61,8 +62,15 @@ def sft_warm_start(
     template: str = "raw",
     progress: bool = True,
     processor: Any = None,
+    until: Callable[[], bool] | None = None,
+    max_steps: int | None = None,
+    check_every: int = 25,
 ) -> list[dict[str, float]]:
     """Train `model` in place; returns the loss curve [{"step", "loss", "lr"}]. Deterministic for a seed.
+
+    With `until`, training goes on past `steps` (the same constant learning rate and data stream, as if `steps`
+    had been larger) and asks `until()` after `steps` and every `check_every` steps after, stopping when it says
+    True or at `max_steps`: a warm start whose seed crosses the task's phase transition later than the base's.
 
     Each step draws `batch_size` fresh problems (held-out prompts excluded) and minimises the mean
     cross-entropy over target + EOS tokens (the prompt is masked). A visual task's images go through the
@@ -76,7 +84,8 @@ def sft_warm_start(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(warmup_steps, 1)))
     model.train()
     curve = []
-    for step in progress_bar(iterable=range(steps), desc="sft", disable=not progress):
+    last = max(steps, max_steps or steps) if until is not None else steps
+    for step in progress_bar(iterable=range(last), desc="sft", disable=not progress):
         problems = sampler.make(batch_size, rng.randrange(2**31), exclude)
         prompts = [render(template, p.prompt, tokenizer) for p in problems]
         extra: dict[str, torch.Tensor] = {}
@@ -94,5 +103,11 @@ def sft_warm_start(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         curve.append({"step": step + 1, "loss": loss.item(), "lr": lr_now})
+        done = step + 1
+        if until is not None and done >= steps and (done - steps) % check_every == 0:
+            model.eval()
+            if until():
+                break
+            model.train()
     model.eval()
     return curve
