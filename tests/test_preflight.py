@@ -110,7 +110,8 @@ def test_the_dag_refuses_a_bad_model_in_seconds_and_runs_nothing(tmp_path: Path)
     )  # fmt: skip
     assert out.returncode != 0 and time.time() - started < 60
     assert "is not a folder that exists" in out.stdout + out.stderr
-    assert "repro check failed for dapo at small: nothing was run" in out.stdout + out.stderr
+    label = Overrides.parse(model=str(tmp_path / "nowhere")).label("small")  # the results folder it would fill
+    assert f"repro check failed for dapo at {label}: nothing was run" in out.stdout + out.stderr
     assert not (work / "results").exists() or not any((work / "results").rglob("*.json"))
 
 
