@@ -26,7 +26,7 @@ from repro.io import read_yaml
 from repro.losses.presets import AXIS_NAMES, LossAxes
 from repro.overrides import Overrides
 from repro.relevance import check_relevant
-from repro.schema import ConfigError, check_at_least, check_call_params, from_dict, to_dict
+from repro.schema import ConfigError, check_call_params, from_dict, to_dict
 from repro.trainer_kinds import ONLINE_RL, trainer_kind
 
 TIERS = ("smoke", "small", "paper")
@@ -493,6 +493,8 @@ def _check_name(where: str, key: str, value: str, registry: Any) -> None:
 
 
 def _check(cfg: RunConfig, where: str) -> None:
+    """Names, settings that depend on one another, and bounds stricter than a number's own range (repro/schema.py
+    BOUNDS, which from_dict has already checked: a plain range is stated there only)."""
     from repro.data.templates import TEMPLATES
     from repro.losses.advantages import ADVANTAGES, STD_SCOPES
     from repro.losses.aggregation import AGGREGATORS
@@ -527,17 +529,19 @@ def _check(cfg: RunConfig, where: str) -> None:
     if t.rollout_seeding not in ROLLOUT_SEEDINGS:
         fail("train.rollout_seeding", f"{t.rollout_seeding!r} is not one of {', '.join(ROLLOUT_SEEDINGS)}")
     low, high = t.rollout_correction_clip_min, t.rollout_correction_clip_max
-    if high <= 0 or (low is not None and not 0 <= low < high):
+    if low is not None and low >= high:
         fail("train.rollout_correction_clip_max", f"need 0 <= clip_min < clip_max (got {low}, {high})")
     _check_benchmarks(cfg.eval, where)
     from repro.trainers.group_filter import RETAIN_SCORES
 
     _check_name(where, "train.gfpo_score", t.gfpo_score, RETAIN_SCORES)
-    if t.gfpo_retain is not None and not 2 <= t.gfpo_retain <= t.num_generations:
+    if t.gfpo_retain is not None and t.gfpo_retain > t.num_generations:
         fail("train.gfpo_retain", f"keeps {t.gfpo_retain} of num_generations={t.num_generations}; need 2 <= k <= G")
     for name in t.grad_variance_estimators:
         _check_name(where, "train.grad_variance_estimators", name, ADVANTAGES)
-    _check_perception(t, where)
+    from repro.losses.perception import IMAGE_MASKS
+
+    _check_name(where, "train.mask_type", t.mask_type, IMAGE_MASKS)
     if t.grad_variance_estimators and not t.grad_variance_every:
         fail("train.grad_variance_estimators", "set train.grad_variance_every too (how often to measure)")
     if t.grad_variance_every and t.prompts_per_generation < 2:
@@ -562,36 +566,9 @@ def _check(cfg: RunConfig, where: str) -> None:
             f"{t.spg} and gradient_accumulation_steps={t.gradient_accumulation_steps} must divide one another, "
             "so an optimizer step covers whole windows of one generation or whole generations",
         )
-    check_at_least(
-        where,
-        [
-            ("train.max_steps", t.max_steps, 1),
-            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-            ("train.num_iterations", t.num_iterations, 1),
-            ("train.max_completion_length", t.max_completion_length, 1),
-            ("train.dynamic_sampling_max_tries", t.dynamic_sampling_max_tries, 1),
-            ("train.grad_variance_every", t.grad_variance_every, 0),
-            ("train.log_completions_per_step", t.log_completions_per_step, 0),
-            ("eval.k", cfg.eval.k, 1),
-            ("eval.n_problems", cfg.eval.n_problems, 1),
-        ],
-    )
-    check_prompt_limit(where, cfg.data.max_prompt_length, cfg.data.truncation_mode)
-    if t.learning_rate <= 0:
-        fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
-    if not 0 < t.top_p <= 1:
-        fail("train.top_p", f"is {t.top_p}; it must be in (0, 1]")
-    if t.temperature <= 0:
-        fail("train.temperature", f"is {t.temperature}; it must be positive (greedy decoding is not an RL rollout)")
-    if t.epsilon < 0 or (t.epsilon_high is not None and t.epsilon_high < 0):
-        fail("train.epsilon", "clip ranges must be non-negative")
+    check_truncation_mode(where, cfg.data.truncation_mode)
     if t.surrogate == "cispo" and t.epsilon_high is None:
         fail("train.epsilon_high", "CISPO needs epsilon_high: the absolute cap on the IS weight (ScaleRL uses 5.0)")
-    if t.beta < 0:
-        fail("train.beta", f"is {t.beta}; the KL coefficient must be ≥ 0")
-    if t.delta is not None and t.delta <= 1:
-        fail("train.delta", f"is {t.delta}; the two-sided clip δ must be > 1 (INTELLECT-2 uses 4)")
     if not cfg.rewards:
         fail("rewards", "no reward function is set; add e.g. `correctness: {weight: 1.0}`")
     for name, spec in cfg.rewards.items():
@@ -636,31 +613,13 @@ def _check(cfg: RunConfig, where: str) -> None:
         fail("model.name_or_path", "`prepared:` needs a base-model name, e.g. prepared:smoke")
 
 
-def check_prompt_limit(where: str, max_prompt_length: int | None, truncation_mode: str) -> None:
-    """data.max_prompt_length (at least 1, or null: no limit) and data.truncation_mode (TRUNCATION_MODES)."""
-    if max_prompt_length is not None and max_prompt_length < 1:
-        raise ConfigError(f"{where}: data.max_prompt_length: is {max_prompt_length}; it must be at least 1 or null")
+def check_truncation_mode(where: str, truncation_mode: str) -> None:
+    """data.truncation_mode is one of TRUNCATION_MODES (data.max_prompt_length's range is in schema.BOUNDS)."""
     if truncation_mode not in TRUNCATION_MODES:
         raise ConfigError(
             f"{where}: data.truncation_mode: is {truncation_mode!r}; it must be keep_end (a longer prompt keeps its "
             "last tokens, TRL's default for prompts) or keep_start (it keeps its first tokens)"
         )
-
-
-def _check_perception(t: TrainConfig, where: str) -> None:
-    """PAPO's settings (TRL PAPOConfig's own checks, plus the clip and patch size)."""
-    from repro.losses.perception import IMAGE_MASKS
-
-    _check_name(where, "train.mask_type", t.mask_type, IMAGE_MASKS)
-    if not 0.0 <= t.mask_ratio <= 1.0:
-        raise ConfigError(f"{where}: train.mask_ratio: is {t.mask_ratio}; it must be in [0, 1]")
-    for key in ("perception_loss_weight", "der_loss_weight1", "der_loss_weight2"):
-        if getattr(t, key) < 0:
-            raise ConfigError(f"{where}: train.{key}: is {getattr(t, key)}; it must be ≥ 0 (the sign is in the loss)")
-    if t.perception_kl_clip <= 0:
-        raise ConfigError(f"{where}: train.perception_kl_clip: is {t.perception_kl_clip}; it must be positive")
-    if t.mask_patch_size is not None and t.mask_patch_size < 1:
-        raise ConfigError(f"{where}: train.mask_patch_size: is {t.mask_patch_size}; it must be ≥ 1 or null")
 
 
 def _check_benchmarks(ev: EvalConfig, where: str) -> None:

@@ -24,9 +24,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from repro.config import ModelConfig, ResourcesConfig, check_prompt_limit, check_trl_names
+from repro.config import ModelConfig, ResourcesConfig, check_trl_names, check_truncation_mode
 from repro.relevance import check_relevant
-from repro.schema import ConfigError, check_at_least, from_dict
+from repro.schema import ConfigError, from_dict
 
 SYNTHETIC = "synthetic:"
 # TRL fields with no effect here (the tiny and hub models are loaded without dropout changes; the loop owns its
@@ -155,6 +155,8 @@ def resolve_distillation(raw: dict[str, Any], where: str) -> DistillationRunConf
 
 
 def _check(cfg: DistillationRunConfig, where: str) -> None:
+    """Names, settings that depend on one another, and bounds stricter than a number's own range (repro/schema.py
+    BOUNDS, which from_dict has already checked: a plain range is stated there only)."""
     from repro.data.templates import TEMPLATES
     from repro.losses.distillation import DISTILLATION_LOSSES
     from repro.registry import unknown_name_message
@@ -169,38 +171,12 @@ def _check(cfg: DistillationRunConfig, where: str) -> None:
         fail(
             "train.loss_type", unknown_name_message("distillation loss_type", t.loss_type, DISTILLATION_LOSSES.names())
         )
-    for key, value in [("train.lmbda", t.lmbda), ("train.beta", t.beta)]:
-        if not 0.0 <= value <= 1.0:
-            fail(key, f"is {value}; it is a probability / mixture weight and must lie in [0, 1]")
-    for key, value in [("train.temperature", t.temperature), ("train.loss_temperature", t.loss_temperature)]:
-        if value is not None and value <= 0:
-            fail(key, f"is {value}; a temperature must be positive")
-    if not 0.0 < t.top_p <= 1.0:
-        fail("train.top_p", f"is {t.top_p}; it must lie in (0, 1] (1 = off)")
+    if t.beta > 1.0:  # BOUNDS' train.beta is ≥ 0 (an online-RL KL coefficient); the JSD's mixture weight is ≤ 1 too
+        fail("train.beta", f"is {t.beta}; it is a probability / mixture weight and must lie in [0, 1]")
     from repro.config import ROLLOUT_SEEDINGS
 
     if t.rollout_seeding not in ROLLOUT_SEEDINGS:
         fail("train.rollout_seeding", f"{t.rollout_seeding!r} is not one of {', '.join(ROLLOUT_SEEDINGS)}")
-    check_at_least(
-        where,
-        [
-            ("train.max_steps", t.max_steps, 1),
-            ("train.max_new_tokens", t.max_new_tokens, 1),
-            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-            ("train.top_k", t.top_k, 0),
-            ("train.eval_every", t.eval_every, 0),
-            ("train.eval_prompts", t.eval_prompts, 1),
-            ("train.eval_samples", t.eval_samples, 1),
-            ("train.save_steps", t.save_steps, 0),
-            ("train.log_completions_per_step", t.log_completions_per_step, 0),
-            ("eval.n_problems", e.n_problems, 1),
-            ("eval.k", e.k, 1),
-            ("eval.max_new_tokens", e.max_new_tokens, 1),
-        ],
-    )
-    if t.learning_rate <= 0:
-        fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
     if not t.teacher_model_name_or_path:
         fail("train.teacher_model_name_or_path", "is empty; name the teacher (hub id, local dir or prepared:<name>)")
     if t.teacher_model_name_or_path == cfg.model.name_or_path:
@@ -237,10 +213,4 @@ def _check(cfg: DistillationRunConfig, where: str) -> None:
         fail("data.template", unknown_name_message("prompt template", d.template, TEMPLATES.names()))
     if d.answer_style not in ANSWER_STYLES:
         fail("data.answer_style", unknown_name_message("answer style", d.answer_style, list(ANSWER_STYLES)))
-    check_prompt_limit(where, d.max_prompt_length, d.truncation_mode)
-    if d.limit is not None and d.limit < 1:
-        fail("data.limit", f"is {d.limit}; it must be at least 1 or null")
-    if not 0.0 < e.target_gap_fraction <= 1.0:
-        fail(
-            "eval.target_gap_fraction", f"is {e.target_gap_fraction}; it must lie in (0, 1] (1: the teacher's accuracy)"
-        )
+    check_truncation_mode(where, d.truncation_mode)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from repro.config import ModelConfig, ResourcesConfig, check_trl_names
 from repro.relevance import check_relevant
-from repro.schema import ConfigError, check_at_least, from_dict
+from repro.schema import ConfigError, from_dict
 
 MARGIN_MODES = ("none", "llama2_small", "llama2_large", "column")
 
@@ -111,37 +111,13 @@ def resolve_reward_model(raw: dict[str, Any], where: str) -> RewardRunConfig:
 
 
 def _check(cfg: RewardRunConfig, where: str) -> None:
-    t, d = cfg.train, cfg.data
+    """Names, settings that depend on one another, and bounds stricter than a number's own range (repro/schema.py
+    BOUNDS, which from_dict has already checked: a plain range is stated there only)."""
+    d = cfg.data
 
     def fail(key: str, message: str) -> None:
         raise ConfigError(f"{where}: {key}: {message}")
 
-    check_at_least(
-        where,
-        [
-            ("train.max_steps", t.max_steps, 1),
-            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-            ("train.eval_every", t.eval_every, 0),
-            ("train.save_steps", t.save_steps, 0),
-            ("train.warmup_steps", t.warmup_steps, 0),
-            ("eval.n_prompts", cfg.eval.n_prompts, 1),
-            ("eval.n_monitor_pairs", cfg.eval.n_monitor_pairs, 1),
-            ("eval.batch_size", cfg.eval.batch_size, 1),
-        ],
-    )
-    if t.learning_rate <= 0:
-        fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
-    if t.center_rewards_coefficient is not None and t.center_rewards_coefficient < 0:
-        fail(
-            "train.center_rewards_coefficient",
-            f"is {t.center_rewards_coefficient}; η weighs a squared penalty and must be ≥ 0 (null switches it off; "
-            "arXiv 2312.09244 and TRL recommend 0.01)",
-        )
-    if t.max_length is not None and t.max_length < 2:
-        fail("train.max_length", f"is {t.max_length}; a pair needs at least 2 tokens (or null: no limit)")
-    if d.bt_temperature <= 0:
-        fail("data.bt_temperature", f"is {d.bt_temperature}; it must be positive")
     synthetic = d.pairs.startswith("prepared:")
     if d.margin in ("llama2_small", "llama2_large") and not synthetic and not d.rating_field:
         fail(

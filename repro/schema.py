@@ -23,13 +23,6 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the field and how to fix it."""
 
 
-def check_at_least(where: str, bounds: list[tuple[str, int, int]]) -> None:
-    """Raise a ConfigError naming the first `(key, value, low)` whose value is below its lower bound."""
-    for key, value, low in bounds:
-        if value < low:
-            raise ConfigError(f"{where}: {key}: is {value}; it must be at least {low}")
-
-
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 
 
@@ -90,8 +83,9 @@ SEED = Bound(0, SEED_MAX, note="a 32-bit unsigned seed")
 ANY = Bound()
 
 # The bound of every numeric config field of every trainer kind, by dotted key ("seeds" bounds each listed seed). A
-# kind's own checks may be stricter (e.g. a preference β > 0, an online-RL group of at least 2); None (unset) passes.
-# tests/test_config_key_fuzz.py fails when a numeric field has no entry here, so a new field must say its range.
+# kind's own checks may be stricter (e.g. a preference β > 0, an online-RL group of at least 2) or relate two fields;
+# a plain range is stated here only. None (unset) passes. tests/test_config_key_fuzz.py fails when a numeric field has
+# no entry here (a new field must say its range) and when a kind's own checks refuse a value only this range excludes.
 BOUNDS: dict[str, Bound] = {
     "seeds": SEED,
     "resources.gpus": NON_NEGATIVE,
@@ -115,13 +109,13 @@ BOUNDS: dict[str, Bound] = {
     "train.simpo_gamma": NON_NEGATIVE,
     "train.label_smoothing": UNIT_OPEN,
     "train.discopop_tau": POSITIVE,
-    "train.center_rewards_coefficient": Bound(0, note="η of the centring term; null switches it off"),
+    "train.center_rewards_coefficient": Bound(0, note="η of the centring term; null switches it off; TRL: 0.01"),
     "train.delta": Bound(1, low_open=True, note="the two-sided clip δ; INTELLECT-2 uses 4"),
     "train.epsilon": NON_NEGATIVE,
     "train.epsilon_high": NON_NEGATIVE,
-    "train.der_loss_weight1": NON_NEGATIVE,
-    "train.der_loss_weight2": NON_NEGATIVE,
-    "train.perception_loss_weight": NON_NEGATIVE,
+    "train.der_loss_weight1": Bound(0, note="the sign is in the loss"),
+    "train.der_loss_weight2": Bound(0, note="the sign is in the loss"),
+    "train.perception_loss_weight": Bound(0, note="the sign is in the loss"),
     "train.perception_kl_clip": POSITIVE,
     "train.mask_ratio": SHARE,
     "train.mask_patch_size": AT_LEAST_1,
@@ -134,9 +128,9 @@ BOUNDS: dict[str, Bound] = {
     "train.num_generations": AT_LEAST_1,
     "train.num_iterations": AT_LEAST_1,
     "train.max_completion_length": Bound(1, note="tokens"),
-    "train.max_length": Bound(1, note="tokens; null = no limit"),
+    "train.max_length": Bound(2, note="tokens: one of the prompt and one of the completion; null = no limit"),
     "train.max_new_tokens": AT_LEAST_1,
-    "train.temperature": POSITIVE,
+    "train.temperature": Bound(0, low_open=True, note="sampling; greedy decoding (0) is not a rollout"),
     "train.loss_temperature": POSITIVE,
     "train.top_p": Bound(0, 1, low_open=True),
     "train.top_k": Bound(0, note="0 = off"),

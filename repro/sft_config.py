@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from repro.config import ModelConfig, ResourcesConfig, check_trl_names
 from repro.relevance import check_relevant
-from repro.schema import ConfigError, check_at_least, from_dict
+from repro.schema import ConfigError, from_dict
 
 SYNTHETIC = "synthetic:"
 
@@ -137,6 +137,8 @@ def resolve_sft(raw: dict[str, Any], where: str) -> SFTRunConfig:
 
 
 def _check(cfg: SFTRunConfig, where: str) -> None:
+    """Names, settings that depend on one another, and bounds stricter than a number's own range (repro/schema.py
+    BOUNDS, which from_dict has already checked: a plain range is stated there only)."""
     from repro.data.synthetic import HELD_OUT_N, HELD_OUT_SEED, TASKS
     from repro.data.templates import TEMPLATES
     from repro.registry import unknown_name_message
@@ -148,29 +150,6 @@ def _check(cfg: SFTRunConfig, where: str) -> None:
 
     if t.packing:
         fail("train.packing", "packing is not implemented (repro/sft_config.py says why); set packing: false")
-    check_at_least(
-        where,
-        [
-            ("train.max_steps", t.max_steps, 1),
-            ("train.per_device_train_batch_size", t.per_device_train_batch_size, 1),
-            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps, 1),
-            ("train.eval_every", t.eval_every, 0),
-            ("train.eval_problems", t.eval_problems, 1),
-            ("train.warmup_steps", t.warmup_steps, 0),
-            ("train.save_steps", t.save_steps, 0),
-            ("eval.n_problems", e.n_problems, 1),
-            ("eval.k", e.k, 1),
-            ("eval.max_new_tokens", e.max_new_tokens, 1),
-        ],
-    )
-    if t.learning_rate <= 0:
-        fail("train.learning_rate", f"is {t.learning_rate}; it must be positive")
-    if not 0.0 <= t.warmup_ratio < 1.0:
-        fail("train.warmup_ratio", f"is {t.warmup_ratio}; it must be in [0, 1)")
-    if t.max_length is not None and t.max_length < 2:
-        fail("train.max_length", f"is {t.max_length}; a row needs at least 2 tokens (or null: no truncation)")
-    if d.n_train is not None and d.n_train < 1:
-        fail("data.n_train", f"is {d.n_train}; a fixed training set needs at least 1 problem (null: fresh problems)")
     if d.template not in TEMPLATES:
         fail("data.template", unknown_name_message("prompt template", d.template, TEMPLATES.names()))
     task = cfg.synthetic_task
@@ -190,24 +169,5 @@ def _check(cfg: SFTRunConfig, where: str) -> None:
             f"synthetic evaluation must use seed {HELD_OUT_SEED} and at most {HELD_OUT_N} problems (eval.n_problems, "
             "train.eval_problems): the held-out set training excludes; other values would overlap the training problems",
         )
-    if cfg.bema is not None:
-        _check_bema(cfg.bema, fail)
     if cfg.model.name_or_path == "prepared:":
         fail("model.name_or_path", "`prepared:` needs a base-model name, e.g. prepared:smoke")
-
-
-def _check_bema(b: BemaConfig, fail: Any) -> None:
-    if b.update_freq < 1:
-        fail("bema.update_freq", f"is {b.update_freq}; φ must be at least 1 (TRL's default is 400)")
-    if b.update_after < 0:
-        fail("bema.update_after", f"is {b.update_after}; τ must be ≥ 0")
-    if b.ema_power < 0 or b.bias_power < 0:
-        fail(
-            "bema.ema_power", f"κ = {b.ema_power} and η = {b.bias_power} must be ≥ 0 (0 turns the EMA / bias decay off)"
-        )
-    if b.multiplier <= 0:
-        fail("bema.multiplier", f"is {b.multiplier}; γ must be positive")
-    if b.lag < 0 or b.lag + b.multiplier * max(b.update_after, 1) <= 0:
-        fail("bema.lag", f"is {b.lag}; ρ must be ≥ 0 so that ρ + γt > 0 at every update")
-    if not 0.0 <= b.min_ema_multiplier <= 1.0:
-        fail("bema.min_ema_multiplier", f"is {b.min_ema_multiplier}; it must be in [0, 1]")

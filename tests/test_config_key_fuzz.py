@@ -189,3 +189,60 @@ def test_malformed_configs_of_every_kind_are_refused_naming_the_key(no_model_loa
     assert not accepted, f"{len(accepted)} malformed configs were accepted: {accepted[:30]}"
     assert not unnamed, f"{len(unnamed)} errors do not name the key: {unnamed[:10]}"
     assert total > 800  # every kind's every field: a shrinking count means fields stopped being generated
+
+
+# (kind, key): a kind's own check that refuses a value just outside the key's BOUNDS range, and why it is no twin of it
+# (a stricter bound for this kind, or a check relating the key to another setting that the value also breaks).
+OWN_CHECKS = {
+    (ONLINE_RL, "train.num_generations"): "group advantages need at least 2 completions (BOUNDS: at least 1)",
+    (ONLINE_RL, "train.max_completion_length"): "soft_overlong_punishment's cache must be below the length",
+    (ONLINE_RL, "eval.seed"): "a synthetic held-out set is drawn with its one seed",
+    ("sft", "eval.seed"): "a synthetic held-out set is drawn with its one seed",
+    ("preference", "train.beta"): "β > 0 scales the implicit reward (BOUNDS: ≥ 0, which online RL's KL needs)",
+    ("preference", "train.cpo_alpha"): "any cpo_alpha but 0 is refused outside loss_type simpo",
+}
+
+
+def _kind_check(kind: str) -> Any:
+    """The kind's own checks, run by its resolve after from_dict has checked every BOUNDS range."""
+    import importlib
+
+    module = "repro.config" if kind == ONLINE_RL else TRAINER_KINDS[kind].resolve.split(":")[0]
+    return importlib.import_module(module)._check
+
+
+def _replace(cfg: Any, dotted: str, value: Any) -> Any:
+    """`cfg` with one field set, past from_dict (so past BOUNDS); an unset section (e.g. bema) gets its defaults."""
+    name, _, rest = dotted.partition(".")
+    if not rest:
+        return dataclasses.replace(cfg, **{name: value})
+    section = getattr(cfg, name)
+    if section is None:
+        tp = typing.get_type_hints(type(cfg))[name]
+        section = next(a for a in typing.get_args(tp) if dataclasses.is_dataclass(a))()
+    return dataclasses.replace(cfg, **{name: _replace(section, rest, value)})
+
+
+def test_no_kind_restates_a_bounds_range() -> None:
+    """A value only BOUNDS excludes, handed to a kind's own checks directly, is not refused again there: a plain range
+    lives in repro/schema.py only, and a hand-written twin (dead code that drifts from BOUNDS) fails here."""
+    refused: dict[tuple[str, str], str] = {}
+    for kind in START:
+        cfg, check = resolve(_start(kind), "start"), _kind_check(kind)
+        check(cfg, "start")  # the starting point passes
+        for dotted, tp in _leaves(_run_config(kind)):
+            number = _numeric(tp)
+            if number is None:
+                continue
+            as_list = typing.get_origin(_base_type(tp)) is list
+            for value in BOUNDS[dotted].outside(integer=number is int):
+                try:
+                    check(_replace(cfg, dotted, [value] if as_list else value), "twin")
+                except ConfigError as err:
+                    refused[(kind, dotted)] = str(err)
+                except ZeroDivisionError:
+                    pass  # a divisibility check dividing by a count of 0: BOUNDS' at least 1 keeps it from it
+    twins = {k: v for k, v in refused.items() if k not in OWN_CHECKS}
+    assert not twins, f"a kind's checks restate a BOUNDS range (delete them, or list them in OWN_CHECKS): {twins}"
+    stale = sorted(set(OWN_CHECKS) - set(refused))
+    assert not stale, f"OWN_CHECKS lists checks that no longer refuse a value outside BOUNDS: {stale}"

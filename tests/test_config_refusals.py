@@ -13,7 +13,7 @@ import torch
 
 from repro.config import load_config_file, merged_paper_config, resolve
 from repro.io import YamlFileError, read_yaml
-from repro.schema import SEED_MAX, ConfigError
+from repro.schema import BOUNDS, SEED_MAX, ConfigError
 
 PAPERS = Path(__file__).resolve().parents[1] / "papers"
 
@@ -90,7 +90,64 @@ def test_zero_or_negative_lengths_are_refused(length: int) -> None:
     refused(smoke("dapo", "naive_grpo", data={"max_prompt_length": length}), r"data.max_prompt_length: .*at least 1")
     refused(smoke("dpo", "dpo", data={"max_prompt_length": length}), r"data.max_prompt_length: .*at least 1")
     refused(smoke("dpo", "dpo", train={"max_completion_length": length}), r"train.max_completion_length: .*at least 1")
-    refused(smoke("dft", "sft", train={"max_length": length}), r"train.max_length: .*at least 1")
+    refused(smoke("dft", "sft", train={"max_length": length}), r"train.max_length: .*at least 2")
+
+
+RL, SFT, DPO = ("dapo", "naive_grpo"), ("dft", "sft"), ("dpo", "dpo")
+GKD, RM = ("on_policy_distillation", "on_policy"), ("centered_rm", "rm")
+# (run, key, a value just outside its range, the range as the message must state it): fields of every kind whose
+# hand-written range check was a twin of BOUNDS' (now deleted), and the ranges BOUNDS tightened or annotated
+BOUNDS_ONLY = [
+    (RL, "train.learning_rate", 0.0, "positive"),
+    (RL, "train.temperature", 0.0, "positive (sampling; greedy decoding (0) is not a rollout)"),
+    (RL, "train.delta", 1.0, "> 1 (the two-sided clip δ; INTELLECT-2 uses 4)"),
+    (RL, "train.mask_ratio", 1.5, "in [0, 1]"),
+    (RL, "train.der_loss_weight1", -0.5, "at least 0 (the sign is in the loss)"),
+    (RL, "train.rollout_correction_clip_min", -0.5, "at least 0"),
+    (RL, "train.gfpo_retain", 1, "at least 2 (completions kept per group)"),
+    (RL, "eval.k", 0, "at least 1"),
+    (SFT, "train.max_length", 1, "at least 2 (tokens: one of the prompt and one of the completion; null = no limit)"),
+    (SFT, "train.warmup_ratio", 1.0, "in [0, 1)"),
+    (SFT, "bema.lag", 0, "at least 1"),
+    (SFT, "bema.min_ema_multiplier", 1.5, "in [0, 1]"),
+    (DPO, "train.beta", -0.1, "at least 0"),
+    (DPO, "data.label_flip", 0.5, "in [0, 0.5)"),
+    (DPO, "train.max_length", 1, "at least 2 (tokens"),
+    (GKD, "train.lmbda", 1.5, "in [0, 1]"),
+    (GKD, "train.top_p", 0.0, "in (0, 1]"),
+    (GKD, "eval.target_gap_fraction", 0.0, "in (0, 1]"),
+    (RM, "train.center_rewards_coefficient", -0.1, "at least 0 (η of the centring term; null switches it off"),
+    (RM, "data.bt_temperature", 0.0, "positive"),
+]
+
+
+@pytest.mark.parametrize("run, key, value, allowed", BOUNDS_ONLY)
+def test_a_value_outside_its_range_gets_the_bounds_message(
+    run: tuple[str, str], key: str, value: float, allowed: str
+) -> None:
+    """Exactly BOUNDS' sentence, naming the key, the value and the range: no other check states a plain range."""
+    section, name = key.split(".")
+    with pytest.raises(ConfigError) as err:
+        resolve(smoke(*run, **{section: {name: value}}), "test")
+    assert str(err.value) == f"test: {key}: is {value!r}; it must be {BOUNDS[key].describe()}"
+    assert str(err.value).startswith(f"test: {key}: is {value!r}; it must be {allowed}")
+
+
+# A kind's own bound, stricter than BOUNDS' (which these values pass) or relating two fields, keeps its own reason.
+STRICTER = [
+    (RL, {"num_generations": 1}, r"train.num_generations: is 1; group advantages need at least 2"),
+    (RL, {"gfpo_retain": 16, "num_generations": 8}, r"train.gfpo_retain: keeps 16 of num_generations=8"),
+    (RL, {"rollout_correction_clip_min": 3.0, "rollout_correction_clip_max": 3.0}, r"clip_min < clip_max"),
+    (DPO, {"beta": 0.0}, r"train.beta: is 0.0; β scales the implicit reward and must be positive"),
+    (GKD, {"beta": 1.5}, r"train.beta: is 1.5; .*must lie in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("run, train, message", STRICTER)
+def test_a_kinds_stricter_or_relational_bound_keeps_its_reason(
+    run: tuple[str, str], train: dict[str, Any], message: str
+) -> None:
+    refused(smoke(*run, train=train), message)
 
 
 # ------------------------------------------------------------------------------- keys that mean nothing are refused

@@ -84,7 +84,7 @@ def test_trainer_key_selects_the_reward_config_and_trl_fields_load(tmp_path: Pat
         ({}, {"center_rewards_coefficient": -0.1}, "null switches it off"),
         ({}, {"max_steps": 0}, "train.max_steps: is 0"),
         ({}, {"learning_rate": 0.0}, "must be positive"),
-        ({}, {"max_length": 1}, "at least 2 tokens"),
+        ({}, {"max_length": 1}, "train.max_length: is 1; it must be at least 2"),
         ({"margin": "llama2_small"}, {}, "set data.rating_field"),
         ({"pairs": "prepared:smoke_pref", "margin": "column"}, {}, "synthetic pairs have no data columns"),
         ({"margin": "llama3"}, {}, "data.margin"),

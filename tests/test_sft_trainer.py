@@ -85,7 +85,7 @@ def test_trainer_key_selects_the_sft_config_with_trl_defaults(tmp_path: Path):
     [
         ({"packing": True}, {}, "set packing: false"),
         ({"loss_type": "dtf"}, {}, "Did you mean 'dft'"),
-        ({"max_length": 1}, {}, "at least 2 tokens"),
+        ({"max_length": 1}, {}, "train.max_length: is 1; it must be at least 2 (tokens"),
         ({"warmup_ratio": 1.5}, {}, "[0, 1)"),
         ({}, {"bema": {"update_freq": 0}}, "bema.update_freq: is 0; it must be at least 1"),
         ({}, {"bema": {"ema_power": -1.0}}, "bema.ema_power: is -1.0; it must be at least 0"),
