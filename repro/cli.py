@@ -1,4 +1,4 @@
-"""python -m repro {prepare,standin,train,eval,bench,rescore,compare,report,ablation,nightly,index,list,check}: the verbs
+"""python -m repro {prepare,standin,train,eval,bench,rescore,compare,report,ablation,nightly,index,results,list,check}: the verbs
 the Snakefile calls, and a few for people."""
 
 from __future__ import annotations
@@ -110,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--if-changed", action="store_true", help="do nothing when the index is newer than everything it reads"
     )
+
+    s = sub.add_parser(
+        "results",
+        help="every finished run as one tidy table: a row per (paper, tier, variant, seed, model, metric) with its "
+        "value, step and provenance (repro/results.py); ends with `rows=<n> runs=<m>`",
+    )
+    s.add_argument("--paper", default=None, help="paper id(s), comma-separated (default: every paper with results)")
+    s.add_argument("--tier", default=None, help="a tier (its @<overrides> folders too) or one results folder label")
+    s.add_argument("--format", default="csv", choices=("csv", "parquet", "markdown"))
+    s.add_argument("--out", type=Path, default=None, help="write the table here (default: stdout; parquet needs it)")
 
     s = sub.add_parser("claims", help="claims of every paper from the latest compare.json files")
     s.add_argument(
@@ -290,6 +300,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         md, page = write_index(Path("."), args.out)
         print(f"catalog index: {md} (HTML: {page})")
+    elif args.verb == "results":
+        _results(args)
     elif args.verb == "claims":
         from repro.report.audit import audit, render_audit
 
@@ -313,6 +325,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         for line in check_papers(papers, args.tier, _overrides(args), sources=not args.configs_only):
             print(line)
     return 0
+
+
+def _results(args: argparse.Namespace) -> None:
+    """The table to --out (atomically) or stdout; the closing `rows=<n> runs=<m>` goes to stderr when the table
+    went to stdout, so `... > table.csv` stays a clean CSV while a terminal still shows it last."""
+    from repro import results
+
+    results.require_format(args.format, args.out)  # before any file is read
+    df = results.load(args.paper, args.tier, Path("."))
+    if df.empty:
+        have = results.papers_with_results(Path("."))
+        print(
+            f"no finished run under results/ for paper={args.paper or 'any'} tier={args.tier or 'any'}; papers with "
+            f"results: {', '.join(have) or 'none'}",
+            file=sys.stderr,
+        )
+    if args.out is not None:
+        results.write_table(df, args.format, args.out)
+        print(results.summary_line(df))
+        return
+    sys.stdout.write(results.render(df, args.format))
+    sys.stdout.flush()
+    print(results.summary_line(df), file=sys.stderr)
 
 
 def _bench(args: argparse.Namespace) -> None:

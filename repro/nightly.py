@@ -15,6 +15,9 @@ metrics.jsonl column (`train.<key>`), per seed. The detector flags a metric when
 That is the statistical comparison. Where the baseline and this run share everything that decides the bits (pinned
 CPU numerics, code, paper folder, installed packages, configs, warm-start weights: repro/nightly_identity.py), a
 metric is compared exactly instead: any seed whose value differs is flagged, whatever the CPU.
+
+Every run also appends its outcome to results/nightly_history.jsonl, and the report shows each metric's trend
+across nights against its baseline band, flagging a drift no single night catches (repro/nightly_history.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -278,13 +281,15 @@ class NightlyOutcome:
     updated: list[Path]  # baseline files written by this run
     blockers: dict[str, list[str]]  # paper with a baseline -> why it was not compared exactly ([]: it was)
     moved_packages: dict[str, list[str]]  # paper with a baseline -> 'name a → b' since that baseline
+    history: list[dict[str, Any]] = field(default_factory=list)  # every night so far, this one last (by date)
+    history_skipped: int = 0  # history lines that did not parse
 
 
 def run_nightly(
     root: Path, out_md: Path, update_baselines: bool = False, papers: list[str] | None = None
 ) -> tuple[bool, Path]:
     """Compare (or, with update_baselines, record) the nightly runs of `papers` (default: every folder); returns
-    (regressed, report path)."""
+    (regressed, report path). Each run adds a line to results/nightly_history.jsonl (repro/nightly_history.py)."""
     from repro.nightly_identity import exact_blockers, package_changes, run_identity
     from repro.report.nightly_report import render_nightly
     from repro.report.targets import load_paper_meta
@@ -336,6 +341,17 @@ def run_nightly(
     outcome = NightlyOutcome(
         settings, now, variants, records, comparisons, missing, commits, updated, blockers, moved_packages
     )
+    outcome = _with_history(outcome, root, update_baselines)
     page, summary = render_nightly(out_md, outcome, root)
     print(summary)
     return regressed and not update_baselines, page
+
+
+def _with_history(outcome: NightlyOutcome, root: Path, update_baselines: bool) -> NightlyOutcome:
+    """Append tonight to the history (a baseline-recording night too, flagged) and carry every night for the
+    report's trends."""
+    from repro.nightly_history import append_night, night_record, read_history
+
+    append_night(night_record(outcome, root, baselines_updated=update_baselines), root)
+    nights, skipped = read_history(root)
+    return replace(outcome, history=nights, history_skipped=skipped)

@@ -1,4 +1,5 @@
-"""reports/nightly.md and .html: what the nightly regression run compared, what regressed, and the commits since."""
+"""reports/nightly.md and .html: what the nightly regression run compared, what regressed, the commits since, and
+the trends across nights (repro/report/nightly_trends.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from repro.io import read_json, write_text
 from repro.nightly import NIGHTLY_TIER, Comparison, NightlyOutcome
 from repro.report.html import write_html
+from repro.report.nightly_trends import trends_section
 from repro.report.render import fmt, md_table
 
 
@@ -178,6 +180,8 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
                 ],
             )  # fmt: skip
         )
+    trend_text, drifting = trends_section(outcome.history, outcome.history_skipped, out_md)
+    lines.append(trend_text)
     lines.append(
         "Refresh the baselines after an intended change: `snakemake nightly --config update_baselines=true`, then "
         "review `git diff results/baselines` and commit it."
@@ -189,5 +193,6 @@ def render_nightly(out_md: Path, outcome: NightlyOutcome, root: Path) -> tuple[P
         + f" {n_compared} metrics compared over {len(now)} paper(s)"
         + (f"; wall time since the first training job: {wall:.1f} min" if wall is not None else "")
         + (f" (baselines of {len(other_cpu)} paper(s) from another CPU: see the report)" if other_cpu else "")
+        + (f"; {len(drifting)} metric(s) drifting across nights: see the report's Trends" if drifting else "")
     )
     return out_md, summary
