@@ -139,6 +139,9 @@ class TrainConfig:
     # samples.jsonl: this many decoded completions of each optimizer step's generation (prompt, completion, reward;
     # TRL's log_completions), picked without touching any random stream; 0 = off.
     log_completions_per_step: int = 4
+    # TRL's report_to: where each metrics.jsonl row is also streamed (none | tensorboard | wandb | trackio | a list |
+    # all), with the run's identity and resolved config (repro/trackers.py)
+    report_to: str | list[str] = "none"
 
     @property
     def spg(self) -> int:
@@ -250,7 +253,6 @@ TRL_FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
         "TRL's fp16 is mixed-precision autocast, not done here; set model.dtype: float16 for fp16 weights",
     ),
     "use_cpu": ((False,), "the device is the machine's (a GPU when there is one); remove it"),
-    "report_to": (("none", (), ("none",)), "metrics go to the run's metrics.jsonl; remove it or set none"),
     "logging_steps": ((1,), "every optimizer step is logged; remove it or set 1"),
     "save_strategy": (("steps",), "checkpoints follow train.save_steps; remove it or set steps"),
     "output_dir": ((), "the DAG chooses the run directory (results/<paper>/<tier>/<variant>/seed<n>); remove it"),
@@ -259,13 +261,18 @@ TRL_FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
 
 def check_trl_names(raw: dict[str, Any], kind: str, train_cls: type, where: str) -> None:
     """A TRL name in `train:` that this kind does not implement is refused as such (with what to do instead), not
-    answered with a did-you-mean to another setting; a TRL loss_type the harness lacks likewise."""
+    answered with a did-you-mean to another setting; a TRL loss_type the harness lacks likewise; report_to's names
+    are checked (repro/trackers.py)."""
     from repro.trl_vocabulary import CONFIG_FIELDS, HINTS, LOSS_TYPES, TRAINING_ARGUMENTS, TRL_VERSION
 
     train = raw.get("train")
     if not isinstance(train, dict):
         return
     own = {f.name for f in dataclasses.fields(train_cls)}
+    if "report_to" in train and "report_to" in own:
+        from repro.trackers import check_report_to
+
+        check_report_to(train["report_to"], where)
     for key in train:
         if key in own:
             continue

@@ -80,6 +80,7 @@ class DistillationTrainConfig:
     eval_samples: int = 4  # samples per held-out problem in the monitor (avg@k)
     save_steps: int = 50
     num_threads: int | None = None
+    report_to: str | list[str] = "none"  # TRL's: trackers each metrics row also goes to (repro/trackers.py)
     # samples.jsonl: this many decoded completions of each optimizer step's micro-batches (prompt, completion,
     # source; TRL's log_completions), picked without touching any random stream; 0 = off.
     log_completions_per_step: int = 4

@@ -76,6 +76,7 @@ class PreferenceTrainConfig:
     eval_prompts: int = 64
     save_steps: int = 50
     num_threads: int | None = None
+    report_to: str | list[str] = "none"  # TRL's: trackers each metrics row also goes to (repro/trackers.py)
 
     @property
     def batch_size(self) -> int:

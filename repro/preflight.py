@@ -10,6 +10,7 @@ overrides, repro/overrides.py):
   chat template wherever a prompt template needs one, every template renders, and the stop tokens resolve
   (repro/models/stops.py);
 - every local data file exists (and a prompt file's first row has the configured fields).
+- every tracker `train.report_to` names has its client library installed (repro/trackers.py).
 
 The DAG runs it once for every planned (paper, results folder) before its first job (Snakefile `onstart`), and
 `train` runs the model and data part itself before loading weights.
@@ -97,8 +98,12 @@ def check_folder(paper_dir: Path) -> None:
 
 
 def check_sources(cfg: Any, where: str, seen: dict[str, list[str]] | None = None) -> list[str]:
-    """Models, tokenizer, templates, stop tokens and data files of one resolved config; notes worth printing.
+    """Models, tokenizer, templates, stop tokens, report_to's libraries and data files of one resolved config; notes
+    worth printing.
     `seen`: models already checked in this process (name -> notes), so a paper's variants load a tokenizer once."""
+    from repro.trackers import require_installed
+
+    require_installed(cfg.train.report_to, where)  # report_to's client libraries (`pip install wandb`, ...)
     seen = {} if seen is None else seen
     notes: list[str] = []
     for key in MODEL_KEYS:

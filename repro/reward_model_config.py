@@ -72,6 +72,7 @@ class RewardTrainConfig:
     eval_every: int = 0  # every n steps: accuracy and mean reward on held-out pairs (eval.n_monitor_pairs of them)
     save_steps: int = 50
     num_threads: int | None = None
+    report_to: str | list[str] = "none"  # TRL's: trackers each metrics row also goes to (repro/trackers.py)
 
     @property
     def batch_size(self) -> int:

@@ -21,6 +21,7 @@ from repro.config import RunConfig, config_hash, dump, load_paper_config, load_r
 from repro.io import read_json, write_json, write_text
 from repro.overrides import Overrides
 from repro.schema import ConfigError
+from repro.trackers import reporting
 from repro.trainer_kinds import ONLINE_RL, kind_of
 from repro.workflow import PREPARED
 
@@ -169,7 +170,8 @@ def train_run(
         dp=dp,
         **vision,
     )
-    rows = trainer.train(progress=True)
+    with reporting(cfg, out, dp.is_main, paper=paper, tier=tier, variant=variant, seed=seed):  # report_to
+        rows = trainer.train(progress=True)
     weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}

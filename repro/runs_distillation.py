@@ -18,6 +18,7 @@ from typing import Any
 from repro.distillation_config import DistillationRunConfig
 from repro.io import read_json, read_jsonl_tolerant, write_json
 from repro.schema import ConfigError
+from repro.trackers import reporting
 
 HEADLINE = ("sampled_accuracy", "greedy_accuracy", "teacher_sampled_accuracy", "reverse_kl", "steps_to_target")
 
@@ -119,7 +120,8 @@ def train_distillation_run(
         monitor=monitor,
         dp=dp,
     )
-    rows = trainer.train(progress=True)
+    with reporting(cfg, out, dp.is_main, paper=paper, tier=tier, variant=variant, seed=seed):  # report_to
+        rows = trainer.train(progress=True)
     weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}

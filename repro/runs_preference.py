@@ -19,6 +19,7 @@ from repro.distributed import DataParallel
 from repro.io import read_json, write_json
 from repro.preference_config import PreferenceRunConfig
 from repro.schema import ConfigError
+from repro.trackers import reporting
 from repro.workflow import PREPARED
 
 BASE_ROOT = Path("results/base")
@@ -151,7 +152,8 @@ def train_preference_run(
         monitor=monitor,
         dp=dp,
     )
-    rows = trainer.train(progress=True)
+    with reporting(cfg, out, dp.is_main, paper=paper, tier=tier, variant=variant, seed=seed):  # report_to
+        rows = trainer.train(progress=True)
     weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}

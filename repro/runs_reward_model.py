@@ -22,6 +22,7 @@ from repro.distributed import DataParallel
 from repro.io import read_json, write_json
 from repro.reward_model_config import RewardRunConfig
 from repro.schema import ConfigError
+from repro.trackers import reporting
 from repro.workflow import PREPARED
 
 HEADLINE = ("accuracy", "mean_reward", "abs_mean_reward", "reward_gap", "gap_significantly_better")
@@ -78,7 +79,8 @@ def train_reward_model_run(
         print(
             f"dropped {trainer.n_dropped} of {len(train)} training pairs longer than max_length={cfg.train.max_length}"
         )
-    rows = trainer.train(progress=True)
+    with reporting(cfg, out, dp.is_main, paper=paper, tier=tier, variant=variant, seed=seed):  # report_to
+        rows = trainer.train(progress=True)
     weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the model and writes the summary
         return {}

@@ -17,6 +17,7 @@ from typing import Any
 from repro.distributed import DataParallel
 from repro.io import read_json, write_json
 from repro.sft_config import SFTRunConfig
+from repro.trackers import reporting
 
 ITERATES = ("ema", "bema")  # the averaged iterates a BEMA run saves beside model/
 BASE_KEYS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "eval_loss", "mean_response_length")
@@ -83,7 +84,8 @@ def train_sft_run(
         cfg, model=model, tokenizer=tokenizer, stream=stream, out_dir=out, held_out=held, held_out_problems=problems,
         dp=dp,
     )  # fmt: skip
-    rows = trainer.train(progress=True)
+    with reporting(cfg, out, dp.is_main, paper=paper, tier=tier, variant=variant, seed=seed):  # report_to
+        rows = trainer.train(progress=True)
     weights = dp.full_state_dict(model) if dp.shards_parameters else None  # FSDP: a collective
     if not dp.is_main:  # the main rank saves the models and writes the summary
         return {}

@@ -66,6 +66,7 @@ class SFTTrainConfig:
     eval_problems: int = 200  # held-out examples scored at those steps
     save_steps: int = 50
     num_threads: int | None = None
+    report_to: str | list[str] = "none"  # TRL's: trackers each metrics row also goes to (repro/trackers.py)
 
     @property
     def batch_size(self) -> int:

@@ -210,7 +210,7 @@ def test_trl_flags_with_another_value_than_ours_are_refused_not_dropped(tmp_path
         return load_config_file(path)
 
     assert load(bf16=False, report_to="none", logging_steps=1).train.max_steps > 0  # our behaviour: accepted
-    for key, value, fix in [("bf16", True, "model.dtype: bfloat16"), ("report_to", "wandb", "metrics.jsonl"),
+    for key, value, fix in [("bf16", True, "model.dtype: bfloat16"), ("logging_steps", 10, "every optimizer step"),
                             ("output_dir", "out", "the DAG chooses the run directory")]:  # fmt: skip
         with pytest.raises(ConfigError, match=rf"train.{key}: is .*{fix}"):
             load(**{key: value})

@@ -4,7 +4,8 @@ A run is stale when
 - the core code (repro/, configs/, the Snakefile, pyproject.toml: provenance.CODE_PATHS) hashes differently from
   the code it was made by (`code_sha256` in its summary), or
 - its config.resolved.yaml differs from what the paper folder resolves to now, under the run's own overrides
-  (model=, data_dir=, --set: summary.json `overrides`) (the keys that moved are named).
+  (model=, data_dir=, --set: summary.json `overrides`) (the keys that moved are named); `train.report_to` only says
+  where metrics are streamed, so it does not count.
 
 A run shortened on purpose (`--config max_steps=N`, as CI does) differs in `train.max_steps` only by being
 shorter; that alone is not staleness.
@@ -59,7 +60,9 @@ def config_changes(
     except (ConfigError, FileNotFoundError) as err:
         return [f"(the folder's {tier}/{variant} config no longer resolves: {err})"]
     then = _flat(yaml.load(resolved.read_text(encoding="utf-8"), Loader=_LOADER))
-    changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+    from repro.trackers import NO_EFFECT_ON_RESULTS  # report_to: where metrics are shown, not what was computed
+
+    changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in NO_EFFECT_ON_RESULTS)
     steps_then, steps_now = then.get("train.max_steps"), now.get("train.max_steps")
     if isinstance(steps_then, int) and isinstance(steps_now, int) and steps_then < steps_now:
         changed.remove("train.max_steps")  # a deliberately shortened run

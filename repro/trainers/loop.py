@@ -19,6 +19,7 @@ import torch
 from repro.distributed import DataParallel, scalar
 from repro.io import write_text
 from repro.progress import progress_bar
+from repro.trackers import stream
 
 
 def json_line(row: dict[str, Any]) -> str:
@@ -86,8 +87,8 @@ class SteppedTrainer(Protocol):
 def drive_steps(
     trainer: SteppedTrainer, desc: str, postfix: Callable[[dict[str, Any]], dict[str, str]], progress: bool = True
 ) -> None:
-    """Run the trainer's optimizer steps until `t.max_steps`, appending each row to out_dir/metrics.jsonl and
-    checkpointing to out_dir/ckpt every `t.save_steps`.
+    """Run the trainer's optimizer steps until `t.max_steps`, appending each row to out_dir/metrics.jsonl (then
+    streaming it to the run's report_to trackers) and checkpointing to out_dir/ckpt every `t.save_steps`.
 
     metrics.jsonl is first rewritten (atomically) with the rows the checkpoint holds: a resumed run drops the rows
     of steps it is about to redo, so the file never holds a step twice.
@@ -105,6 +106,8 @@ def drive_steps(
                 row = trainer._optimizer_step()
                 metrics_file.write(json_line(row))
                 metrics_file.flush()
+                if main:
+                    stream(row)  # report_to's trackers, after metrics.jsonl has the row (repro/trackers.py)
                 pbar.update(1)
                 pbar.set_postfix(**postfix(row), refresh=False)
                 if save_steps and trainer.step % save_steps == 0:  # every rank: FSDP gathers the weights

@@ -40,6 +40,7 @@ from repro.rewards.functions import REWARDS
 from repro.rewards.grader import extract_answer, grade
 from repro.rollout.base import RolloutBackend, RolloutBatch, SamplingParams, concat_batches, group_seed
 from repro.schema import ConfigError
+from repro.trackers import stream
 from repro.trainers.checkpoint import load_checkpoint, save_checkpoint
 from repro.trainers.grad_variance import split_half_variance
 from repro.trainers.group_filter import (
@@ -544,6 +545,8 @@ class OnlineRLTrainer:
                 for row in self.metrics_rows[step_before:]:
                     row["step_time"] = elapsed / max(self.step - step_before, 1)
                     row["tokens_per_s"] = tokens / elapsed
+                    if main:  # report_to's trackers get the rows with their timing, as metrics.jsonl ends up
+                        stream(row)
                 due = self.t.save_steps and (self.step // self.t.save_steps) > (step_before // self.t.save_steps)
                 if due:  # every rank: FSDP gathers the weights; the main rank writes
                     self._save(ckpt_dir)
