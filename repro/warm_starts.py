@@ -1,9 +1,10 @@
 """Other warm starts of the same base (issue 26, `--config bases=<n>`): is a verdict the mechanism's, or this
 base's?
 
-Warm start k of a prepared base `<name>` is `<name>_s<k>` (k ≥ 1): the same config (configs/base/<name>.yaml) with
-its seeds shifted by k (the model's initialisation and the SFT data order; a preference sample's draws), built
-from warm start k of whatever it starts from (`init_from`, a preference sample's `policy`). Warm start 0 is the
+Warm start k of a prepared base `<name>` is `<name>_s<k>` (k ≥ 1): the same config (configs/base/<name>.yaml) and
+initial weights, its SFT data drawn with the seed shifted by k (a preference sample: its draws), built from warm
+start k of whatever it starts from (`init_from`, a preference sample's `policy`); prepare.shifted says why the
+initialisation stays. Warm start 0 is the
 base itself. A run on warm start k names every `prepared:<name>` of its config as `prepared:<name>_s<k>`
 (Overrides.warm_start), and lands in results/<paper>/<tier>@base<k>/.
 """
