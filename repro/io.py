@@ -103,6 +103,16 @@ def parse_yaml(text: str, source: str = "<text>") -> Any:
         raise YamlFileError(f"{where}: not valid YAML: {problem}") from None
 
 
+def dotted(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}; a non-mapping leaf as is."""
+    if not isinstance(value, dict):
+        return {prefix[:-1]: value}
+    out: dict[str, Any] = {}
+    for key, inner in value.items():
+        out.update(dotted(inner, f"{prefix}{key}."))
+    return out
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

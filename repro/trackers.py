@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from repro.io import dotted
 from repro.schema import ConfigError
 
 KEY = "train.report_to"
@@ -213,15 +214,9 @@ def _code_block(text: str) -> str:
     return "```\n" + text + "\n```"
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys; values TensorBoard's HParams take (number, text, bool), others as JSON."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, inner in value.items():
-            out.update(_flat(inner, f"{prefix}{key}."))
-        return out
-    ok = isinstance(value, bool | int | float | str)
-    return {prefix[:-1]: value if ok else json.dumps(value)}
+def _flat(value: Any) -> dict[str, Any]:
+    """Dotted keys; values TensorBoard's HParams take (number, text, bool), others as JSON."""
+    return {k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in dotted(value).items()}
 
 
 def metric_columns(row: dict[str, Any]) -> dict[str, float]:

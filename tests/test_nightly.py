@@ -113,12 +113,7 @@ def test_a_planted_sign_flip_is_caught(
 
 
 def test_nightly_report_names_the_regression_and_exits_nonzero(tmp_path: Path) -> None:
-    (tmp_path / "papers").mkdir()
-    (tmp_path / "papers" / "dft").symlink_to(Path(__file__).resolve().parents[1] / "papers" / "dft")
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "nightly.yaml").write_text(
-        "max_steps: 8\nseeds: [0, 1, 2]\nalpha: 0.01\nabs_tol: 1.0e-6\nrel_tol: 0.05\n", encoding="utf-8"
-    )
+    nightly_root(tmp_path)
     for seed, loss in zip((0, 1, 2), (0.50, 0.52, 0.48), strict=True):
         run = tmp_path / "results" / "dft" / "nightly" / "dft" / f"seed{seed}"
         run.mkdir(parents=True)
@@ -165,7 +160,8 @@ def _write_nightly_runs(root: Path, losses: tuple[float, ...], code: str = "c0de
         (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": loss}) + "\n", encoding="utf-8")
 
 
-def _nightly_root(tmp_path: Path) -> Path:
+def nightly_root(tmp_path: Path) -> Path:
+    """A project root with papers/dft and configs/nightly.yaml, for run_nightly on synthetic runs."""
     (tmp_path / "papers").mkdir()
     (tmp_path / "papers" / "dft").symlink_to(Path(__file__).resolve().parents[1] / "papers" / "dft")
     (tmp_path / "configs").mkdir()
@@ -178,7 +174,7 @@ def _nightly_root(tmp_path: Path) -> Path:
 def test_same_inputs_on_pinned_numerics_compare_exactly_and_one_bit_regresses(tmp_path: Path) -> None:
     import math
 
-    root = _nightly_root(tmp_path)
+    root = nightly_root(tmp_path)
     _write_nightly_runs(root, (0.50, 0.52, 0.48))
     nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
     path = root / "results" / "baselines" / "dft.json"
@@ -209,7 +205,7 @@ def test_same_inputs_on_pinned_numerics_compare_exactly_and_one_bit_regresses(tm
 
 
 def test_a_package_moved_since_the_baseline_is_named_and_turns_the_comparison_statistical(tmp_path: Path) -> None:
-    root = _nightly_root(tmp_path)
+    root = nightly_root(tmp_path)
     _write_nightly_runs(root, (0.50, 0.52, 0.48))
     nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
     path = root / "results" / "baselines" / "dft.json"
@@ -228,7 +224,7 @@ def test_a_package_moved_since_the_baseline_is_named_and_turns_the_comparison_st
 
 
 def test_a_baseline_without_identity_is_compared_statistically_and_says_why(tmp_path: Path) -> None:
-    root = _nightly_root(tmp_path)
+    root = nightly_root(tmp_path)
     _write_nightly_runs(root, (0.50, 0.52, 0.48))
     nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
     path = root / "results" / "baselines" / "dft.json"

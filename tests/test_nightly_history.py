@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_nightly import nightly_root
 
 from repro import nightly, nightly_history
 from repro.nightly_history import DRIFT_NIGHTS, drift_slope, read_history, trends
@@ -20,13 +21,7 @@ NOISE = (0.506, 0.492, 0.504, 0.497, 0.507)  # the same spread of values, no dir
 
 
 def _root(tmp_path: Path) -> Path:
-    (tmp_path / "papers").mkdir()
-    (tmp_path / "papers" / "dft").symlink_to(Path(__file__).resolve().parents[1] / "papers" / "dft")
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "nightly.yaml").write_text(
-        "max_steps: 8\nseeds: [0, 1, 2]\nalpha: 0.01\nabs_tol: 1.0e-6\nrel_tol: 0.05\n", encoding="utf-8"
-    )
-    return tmp_path
+    return nightly_root(tmp_path)
 
 
 def _write_runs(root: Path, mean_loss: float) -> None:

@@ -20,17 +20,8 @@ from typing import Any
 
 import yaml
 
+from repro.io import dotted
 from repro.provenance import UNKNOWN
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, inner in value.items():
-            out.update(_flat(inner, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: value}
-
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -42,7 +33,7 @@ def _current_config(paper_dir: str, tier: str, variant: str, overrides_json: str
     from repro.overrides import Overrides
 
     overrides = Overrides.from_record(json.loads(overrides_json))
-    return _flat(yaml.load(dump(load_paper_config(Path(paper_dir), tier, variant, overrides)), Loader=_LOADER))
+    return dotted(yaml.load(dump(load_paper_config(Path(paper_dir), tier, variant, overrides)), Loader=_LOADER))
 
 
 def config_changes(
@@ -59,7 +50,7 @@ def config_changes(
         now = _current_config(str(paper_dir), tier, variant, json.dumps(overrides or {}, sort_keys=True))
     except (ConfigError, FileNotFoundError) as err:
         return [f"(the folder's {tier}/{variant} config no longer resolves: {err})"]
-    then = _flat(yaml.load(resolved.read_text(encoding="utf-8"), Loader=_LOADER))
+    then = dotted(yaml.load(resolved.read_text(encoding="utf-8"), Loader=_LOADER))
     from repro.trackers import NO_EFFECT_ON_RESULTS  # report_to: where metrics are shown, not what was computed
 
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in NO_EFFECT_ON_RESULTS)
