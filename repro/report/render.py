@@ -308,8 +308,9 @@ def warm_start_section(result: dict[str, Any], replicas: list[dict[str, Any]]) -
         for c in claims
     ]  # fmt: skip
     lead = (
-        f"Every claim judged again on {len(replicas)} other warm start(s): the same base config with its seeds "
-        f"shifted (repro/warm_starts.py), every run of the paper repeated on it. {len(sensitive)} of {len(claims)} "
+        f"Every claim judged again on {len(replicas)} other warm start(s): the same base config and initial "
+        "weights, warmed up on another draw of the SFT data (repro/warm_starts.py), every run of the paper repeated "
+        f"on it. {len(sensitive)} of {len(claims)} "
         "claims change verdict with the warm start (**base-sensitive**): their verdict above holds for this base, "
         "not for the setting."
     )
