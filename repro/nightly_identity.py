@@ -68,10 +68,26 @@ def prepared_bases(resolved_config: Path) -> list[str]:
     return sorted(found)
 
 
-def run_identity(paper: str, variant_dir: Path, seeds: list[int], root: Path) -> dict[str, Any]:
-    """Everything that decides a nightly run's bits, read from its finished seeds and this checkout."""
+def base_sha256(base_dir: Path) -> str | None:
+    """What a prepared base gives a run: its model's weights, or for a preference sample (no model) its sample
+    files; None where neither was built."""
     from repro.fingerprints import weights_sha256
 
+    weights = weights_sha256(base_dir / "model")
+    if weights is not None:
+        return weights
+    samples = sorted(base_dir.glob("*.jsonl"))
+    if not samples:
+        return None
+    digest = hashlib.sha256()
+    for path in samples:
+        digest.update(f"{path.name}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_identity(paper: str, variant_dir: Path, seeds: list[int], root: Path) -> dict[str, Any]:
+    """Everything that decides a nightly run's bits, read from its finished seeds and this checkout."""
     summaries = {
         str(s): read_json(variant_dir / f"seed{s}" / "summary.json")
         for s in seeds
@@ -85,7 +101,7 @@ def run_identity(paper: str, variant_dir: Path, seeds: list[int], root: Path) ->
         "paper_sha256": folder_sha256(root / "papers" / paper),
         "numerics_pinned": bool(provs) and all((p.get("numerics") or {}).get("pinned") is True for p in provs.values()),
         "config_sha256": {s: p.get("config_sha256") for s, p in sorted(provs.items())},
-        "bases": {b: weights_sha256(root / "results" / "base" / b / "model") for b in bases},
+        "bases": {b: base_sha256(root / "results" / "base" / b) for b in bases},
         "environment": environment(),
     }
 

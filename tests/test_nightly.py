@@ -233,3 +233,20 @@ def test_a_baseline_without_identity_is_compared_statistically_and_says_why(tmp_
     path.write_text(json.dumps(baseline), encoding="utf-8")
     _, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
     assert "statistical: the baseline records no identity" in md.read_text(encoding="utf-8")
+
+
+def test_a_preference_sample_is_identified_by_its_samples_and_a_model_by_its_weights(tmp_path: Path) -> None:
+    sample = tmp_path / "smoke_pref"
+    sample.mkdir()
+    (sample / "prepare.json").write_text('{"wall_time_s": 1.0}', encoding="utf-8")  # not part of the identity
+    (sample / "samples_train.jsonl").write_text('{"prompt": "1+1="}\n', encoding="utf-8")
+    first = nightly_identity.base_sha256(sample)
+    (sample / "prepare.json").write_text('{"wall_time_s": 2.0}', encoding="utf-8")
+    assert first is not None and nightly_identity.base_sha256(sample) == first
+    (sample / "samples_train.jsonl").write_text('{"prompt": "1+2="}\n', encoding="utf-8")
+    assert nightly_identity.base_sha256(sample) != first
+    model = tmp_path / "smoke" / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights")
+    assert nightly_identity.base_sha256(tmp_path / "smoke") == nightly_identity.base_sha256(tmp_path / "smoke")
+    assert nightly_identity.base_sha256(tmp_path / "missing") is None
