@@ -10,6 +10,7 @@ and says why, naming the packages that moved.
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,24 @@ from typing import Any
 from repro.io import read_json
 
 PREPARED = "prepared:"
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==")
 
 
-def environment() -> dict[str, str]:
-    """Every installed distribution and its version: the lock file's view of this environment."""
-    versions: dict[str, str] = {}
+def environment(lock: Path = LOCK) -> dict[str, str]:
+    """The installed version of every package the project locks (requirements.lock: its whole dependency tree),
+    "not installed" where one is missing; every installed distribution where there is no lock. Packages outside
+    the project's tree (whatever else a machine's Python holds) do not decide its bits and are left out, so another
+    machine with the same locked packages still compares exactly."""
+    installed: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")
         if name:
-            versions[_normal(name)] = dist.version
-    return dict(sorted(versions.items()))
+            installed[_normal(name)] = dist.version
+    if not lock.is_file():
+        return dict(sorted(installed.items()))
+    names = {_normal(m[1]) for line in lock.read_text(encoding="utf-8").splitlines() if (m := _PIN.match(line))}
+    return {name: installed.get(name, "not installed") for name in sorted(names)}
 
 
 def _normal(name: str) -> str:

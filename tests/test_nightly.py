@@ -250,3 +250,17 @@ def test_a_preference_sample_is_identified_by_its_samples_and_a_model_by_its_wei
     (model / "model.safetensors").write_bytes(b"weights")
     assert nightly_identity.base_sha256(tmp_path / "smoke") == nightly_identity.base_sha256(tmp_path / "smoke")
     assert nightly_identity.base_sha256(tmp_path / "missing") is None
+
+
+def test_the_environment_is_the_locked_packages_only(tmp_path: Path) -> None:
+    """Whatever else a machine's Python holds does not block an exact comparison; a locked package that is missing
+    or at another version does."""
+    from importlib import metadata
+
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(
+        "# header\nnumpy==1.0  # via x\nNo_Such.Package==2.0\n", encoding="utf-8"
+    )  # the lock's versions are not read, only its names
+    env = nightly_identity.environment(lock)
+    assert env == {"no-such-package": "not installed", "numpy": metadata.version("numpy")}
+    assert len(nightly_identity.environment(tmp_path / "missing.lock")) > 2  # no lock: every distribution
