@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scipy import stats
@@ -171,14 +172,19 @@ def nightly_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _recorded_baseline(root: Path) -> tuple[Path, dict[str, Any]]:
+    """Record the nightly runs under `root` as dft's baseline; returns its file and contents, to edit in a test."""
+    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
+    path = root / "results" / "baselines" / "dft.json"
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
 def test_same_inputs_on_pinned_numerics_compare_exactly_and_one_bit_regresses(tmp_path: Path) -> None:
     import math
 
     root = nightly_root(tmp_path)
     _write_nightly_runs(root, (0.50, 0.52, 0.48))
-    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
-    path = root / "results" / "baselines" / "dft.json"
-    baseline = json.loads(path.read_text(encoding="utf-8"))
+    path, baseline = _recorded_baseline(root)
     assert baseline["identity"]["numerics_pinned"] and baseline["identity"]["code_sha256"] == "c0de"
     baseline["provenance"]["cpu"] = "Other CPU (avx2)"  # pinned numerics: the CPU does not matter
     path.write_text(json.dumps(baseline), encoding="utf-8")
@@ -207,9 +213,7 @@ def test_same_inputs_on_pinned_numerics_compare_exactly_and_one_bit_regresses(tm
 def test_a_package_moved_since_the_baseline_is_named_and_turns_the_comparison_statistical(tmp_path: Path) -> None:
     root = nightly_root(tmp_path)
     _write_nightly_runs(root, (0.50, 0.52, 0.48))
-    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
-    path = root / "results" / "baselines" / "dft.json"
-    baseline = json.loads(path.read_text(encoding="utf-8"))
+    path, baseline = _recorded_baseline(root)
     installed = baseline["identity"]["environment"]["transformers"]
     baseline["identity"]["environment"]["transformers"] = "0.0.1"
     baseline["identity"]["environment"]["gone-package"] = "1.0"
@@ -226,9 +230,7 @@ def test_a_package_moved_since_the_baseline_is_named_and_turns_the_comparison_st
 def test_a_baseline_without_identity_is_compared_statistically_and_says_why(tmp_path: Path) -> None:
     root = nightly_root(tmp_path)
     _write_nightly_runs(root, (0.50, 0.52, 0.48))
-    nightly.run_nightly(root, root / "reports" / "nightly.md", update_baselines=True)
-    path = root / "results" / "baselines" / "dft.json"
-    baseline = json.loads(path.read_text(encoding="utf-8"))
+    path, baseline = _recorded_baseline(root)
     del baseline["identity"]
     path.write_text(json.dumps(baseline), encoding="utf-8")
     _, md = nightly.run_nightly(root, root / "reports" / "nightly.md")
